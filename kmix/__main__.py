@@ -1,0 +1,5 @@
+import sys
+
+from kmix.cli.main import main
+
+sys.exit(main())

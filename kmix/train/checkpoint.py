@@ -1,0 +1,71 @@
+"""Checkpoints: atomic writes, clear errors on missing/corrupt files, and rebuilding a model from one."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from kmix.models import Normalized, build_model
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write `state` to `path` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict, naming the file in the error when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # truncated/corrupt pickle or zip
+        raise ValueError(f"checkpoint {path} is corrupt or not a torch checkpoint: {err}") from err
+    if not isinstance(state, dict) or "model" not in state or "model_meta" not in state:
+        raise ValueError(f"checkpoint {path} is not a kmix checkpoint (needs 'model' and 'model_meta' keys)")
+    return state
+
+
+def model_meta(name: str, info, **model_kwargs) -> dict[str, Any]:
+    """What `model_from_meta` needs: registry name, builder kwargs, and the dataset facts."""
+    return {
+        "name": name,
+        "num_classes": info.num_classes,
+        "in_chans": info.in_chans,
+        "input_size": info.input_size,
+        "mean": list(info.mean),
+        "std": list(info.std),
+        "kwargs": dict(model_kwargs),
+        "data": info.to_dict(),
+    }
+
+
+def model_from_meta(meta: dict[str, Any]) -> nn.Module:
+    """Rebuild the normalised model (random weights) described by `meta`."""
+    net = build_model(meta["name"], num_classes=meta["num_classes"], in_chans=meta["in_chans"], **meta.get("kwargs", {}))
+    return Normalized(net, meta["mean"], meta["std"])
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Return (model in eval mode taking [0, 1] images, model_meta) from a kmix checkpoint."""
+    state = load_checkpoint(path, map_location=map_location)
+    meta = state["model_meta"]
+    model = model_from_meta(meta)
+    model.net.load_state_dict(state["model"])
+    return model.to(map_location).eval(), meta
