@@ -56,6 +56,16 @@ def build_model(name: str, *, num_classes: int, in_chans: int = 3, **kwargs) -> 
     )
 
 
+# modules under kmix.models whose import registers builders (via @register_model)
+_BUILTIN_MODULES = ("small_cnn", "pyramidnet", "preact_resnet", "wide_resnet", "resnext", "darts")
+
+
 def _import_builtin() -> None:
-    # importing the modules runs their @register_model decorators
-    from kmix.models import small_cnn  # noqa: F401
+    import importlib
+
+    for mod in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(f"kmix.models.{mod}")
+        except ModuleNotFoundError as err:  # a model family not written yet
+            if err.name != f"kmix.models.{mod}":
+                raise
