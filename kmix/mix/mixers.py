@@ -1,0 +1,120 @@
+"""DMixup, DCutMix and SaliencyDCutMix: one configurable base, three ways of sampling parameters.
+
+Each mixer is called as `x_mixed, y_soft = mix(x, y)`; sampling (`sample_params`) is separate
+from applying (`apply`), so the same parameters can be inspected, reused or constrained.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from kmix.mix.apply import apply_cutmix, apply_mixup, mix_labels
+from kmix.mix.params import MixParams
+from kmix.mix.saliency import saliency_peaks
+from kmix.mix.sampling import box_sizes, place_boxes, sample_boxes, sample_dirichlet, sample_partners
+from kmix.mix.targets import check_batch, soft_targets
+
+
+def _check_alpha(alpha: float | Sequence[float], k: int) -> torch.Tensor:
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        values = [float(alpha)] * k
+    else:
+        try:
+            values = [float(a) for a in alpha]  # type: ignore[union-attr]
+        except TypeError as err:
+            raise TypeError(f"alpha must be a float or a sequence of {k} floats, got {alpha!r}") from err
+        if len(values) != k:
+            raise ValueError(f"alpha must have k={k} values, got {len(values)}: {alpha!r}")
+    if not all(a > 0 and a != float("inf") for a in values):
+        raise ValueError(f"alpha must be positive and finite, got {alpha!r}")
+    return torch.tensor(values, dtype=torch.float64)
+
+
+class KImageMix(nn.Module):
+    """Base of the K-image mixers: argument checks, the per-batch coin, labels, the call protocol."""
+
+    uses_boxes = True
+
+    def __init__(self, *, num_classes: int, k: int = 2, alpha: float | Sequence[float] = 1.0, p: float = 1.0,
+                 label_smoothing: float = 0.0, generator: torch.Generator | None = None):
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            raise ValueError(f"k must be an int >= 2 (images mixed per sample), got {k!r}")
+        if not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p!r}")
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.num_classes = num_classes
+        self.k = k
+        self.alpha = _check_alpha(alpha, k)
+        self.p = float(p)
+        self.label_smoothing = float(label_smoothing)
+        self.generator = generator
+
+    def extra_repr(self) -> str:
+        alpha = self.alpha.tolist()
+        alpha_s = alpha[0] if len(set(alpha)) == 1 else alpha
+        return (f"num_classes={self.num_classes}, k={self.k}, alpha={alpha_s}, p={self.p}, "
+                f"label_smoothing={self.label_smoothing}")
+
+    # --- sampling -----------------------------------------------------------------------------
+    def sample_params(self, x: torch.Tensor) -> MixParams:
+        """Draw proportions, partners and (for CutMix-style mixers) boxes for the batch x."""
+        n, _, h, w = x.shape
+        phi = sample_dirichlet(n, self.alpha, self.generator)
+        index = sample_partners(n, self.k, self.generator)
+        boxes = self._sample_boxes(x, phi, index, h, w) if self.uses_boxes else None
+        return MixParams(phi=phi, index=index, boxes=boxes)
+
+    def _sample_boxes(self, x, phi, index, h, w):
+        return sample_boxes(phi, h, w, self.generator)
+
+    def _coin(self) -> bool:
+        if self.p >= 1.0:
+            return True
+        if self.p <= 0.0:
+            return False
+        device = self.generator.device if self.generator is not None else "cpu"
+        return bool(torch.rand((), device=device, generator=self.generator) < self.p)
+
+    # --- applying -----------------------------------------------------------------------------
+    def apply(self, x: torch.Tensor, targets: torch.Tensor, params: MixParams, mask: torch.Tensor | None = None):
+        """Mix x (the pool) and its soft targets (n, num_classes) with given parameters."""
+        if params.boxes is None:
+            mixed = apply_mixup(x, params.index, params.phi)
+            return mixed, mix_labels(targets, params.index, params.phi)
+        out = apply_cutmix(x, params.index, params.boxes, mask=mask)
+        return (out[0], mix_labels(targets, params.index, out[1])) + tuple(out[2:])
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
+        check_batch(x, y, self.num_classes, mask=mask, allow_mask=self.uses_boxes, who=type(self).__name__)
+        targets = soft_targets(y, self.num_classes, self.label_smoothing)
+        if not self._coin():
+            return (x, targets) if mask is None else (x, targets, mask)
+        return self.apply(x, targets, self.sample_params(x), mask=mask)
+
+
+class DMixup(KImageMix):
+    """K-image Mixup: x = sum_k phi_k x_{pi_k(n)}, label = sum_k phi_k y_{pi_k(n)}. K=2 is Mixup."""
+
+    uses_boxes = False
+
+
+class DCutMix(KImageMix):
+    """K-image CutMix: K-1 nested boxes from stick-breaking phi; labels are exact pixel fractions. K=2 is CutMix."""
+
+
+class SaliencyDCutMix(KImageMix):
+    """DCutMix whose box k is centred on the saliency peak of the image pasted into it (clamped into
+    its parent box), as SaliencyMix does for K=2."""
+
+    def _sample_boxes(self, x, phi, index, h, w):
+        peaks = saliency_peaks(x).to(index.device)  # (n, 2), once per batch image
+        centers = peaks[index[:, 1:]]  # (n, K-1, 2): peak of the image filling box k
+        return place_boxes(box_sizes(phi, h, w), h, w, uniform=None, centers=centers)
