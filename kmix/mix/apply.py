@@ -83,21 +83,23 @@ def apply_cutmix(pool: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor,
 def apply_mixup(pool: torch.Tensor, index: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
     """x = sum_k phi_k pool[index[:, k]], computed in float32 (or the pool's float dtype).
 
-    Integer input is rounded and clamped back to its dtype's range.
+    Works on flat rows (a view in either memory format) so each step is one row gather and one
+    fused multiply-add. Integer input is rounded and clamped back to its dtype's range.
     """
     index = index.to(pool.device)
     work_dtype = pool.dtype if pool.is_floating_point() else torch.float32
     weights = phi.to(device=pool.device, dtype=work_dtype)
-    fmt = torch.channels_last if (pool.is_contiguous(memory_format=torch.channels_last)
-                                  and not pool.is_contiguous()) else torch.contiguous_format
-    out = pool.index_select(0, index[:, 0]).to(work_dtype).mul_(weights[:, 0, None, None, None])
+    channels_last = pool.is_contiguous(memory_format=torch.channels_last) and not pool.is_contiguous()
+    view = pool.permute(0, 2, 3, 1) if channels_last else pool  # a contiguous view either way
+    flat = view.reshape(pool.shape[0], -1)
+    out = flat.index_select(0, index[:, 0]).to(work_dtype).mul_(weights[:, 0, None])
     for k in range(1, index.shape[1]):
-        part = pool.index_select(0, index[:, k]).to(work_dtype)
-        out.addcmul_(part, weights[:, k, None, None, None])
+        out.addcmul_(flat.index_select(0, index[:, k]).to(work_dtype), weights[:, k, None])
     if not pool.is_floating_point():
         info = torch.iinfo(pool.dtype)
         out = out.round_().clamp_(info.min, info.max).to(pool.dtype)
-    return out.contiguous(memory_format=fmt)
+    out = out.reshape(index.shape[0], *view.shape[1:])
+    return out.permute(0, 3, 1, 2) if channels_last else out
 
 
 def mix_labels(targets: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

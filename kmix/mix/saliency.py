@@ -1,40 +1,72 @@
 """Batched spectral-residual saliency (Hou & Zhang, CVPR 2007) in torch: the peak used by SaliencyMix.
 
 SaliencyMix uses OpenCV's StaticSaliencySpectralResidual per image; this computes the same kind of
-map for the whole batch at once: grey image resized to 64x64, log-amplitude spectrum minus its 3x3
-box-filtered version, inverse FFT with the original phase, squared magnitude, Gaussian blur. The
-peak location is scaled back to the image size.
+map for the whole batch at once: grey image area-resized to at most 64x64, log-amplitude spectrum
+minus its 3x3 box-filtered version, inverse FFT with the original phase, squared magnitude,
+Gaussian blur. Every linear filter (resize, 3x3 box, Gaussian) is a small matrix applied to rows and
+columns (L @ X @ R^T), which is exact for separable filters and much faster than tiny convolutions.
+The peak location is scaled back to the image size.
 """
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
 
 SALIENCY_SIZE = 64
-BLUR_SIGMA = 2.5  # in pixels of the 64x64 map
+BLUR_SIGMA = 2.5  # in pixels of a 64x64 map (scaled with the map size)
 
 
-def _gaussian_kernel(sigma: float, device, dtype) -> torch.Tensor:
-    radius = int(3 * sigma + 0.5)
+def _area_matrix(src: int, dst: int, device, dtype) -> torch.Tensor:
+    """(dst, src) matrix averaging the source cells that overlap each destination cell."""
+    edges = torch.arange(dst + 1, device=device, dtype=torch.float64) * (src / dst)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    cells = torch.arange(src, device=device, dtype=torch.float64)[None]
+    overlap = (torch.minimum(hi, cells + 1) - torch.maximum(lo, cells)).clamp_min(0)
+    return (overlap / overlap.sum(1, keepdim=True)).to(dtype)
+
+
+def _filter_matrix(taps: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    """(size, size) matrix applying the 1-D filter `taps` with 'replicate' or 'reflect' borders."""
+    r = taps.numel() // 2
+    idx = torch.arange(size, device=taps.device)[:, None] + torch.arange(-r, r + 1, device=taps.device)[None]
+    if mode == "replicate":
+        idx = idx.clamp(0, size - 1)
+    else:  # reflect without repeating the edge sample; folds repeatedly for tiny sizes
+        period = max(2 * (size - 1), 1)
+        idx = idx.remainder(period)
+        idx = torch.where(idx >= size, period - idx, idx)
+    mat = torch.zeros(size, size, device=taps.device, dtype=taps.dtype)
+    return mat.scatter_add_(1, idx, taps.expand(size, -1).contiguous())
+
+
+def _gaussian_taps(sigma: float, device, dtype) -> torch.Tensor:
+    radius = max(1, int(3 * sigma + 0.5))
     t = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
     g = torch.exp(-0.5 * (t / sigma) ** 2)
     return g / g.sum()
 
 
+def _sandwich(left: torch.Tensor, x: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+    """left @ x @ right^T for a batch x (N, H, W)."""
+    return torch.matmul(torch.matmul(left, x), right.T)
+
+
 def spectral_residual_saliency(x: torch.Tensor, size: int = SALIENCY_SIZE) -> torch.Tensor:
-    """Saliency maps (N, size, size), float32, for images x (N, C, H, W) of any dtype."""
-    grey = x.float().mean(dim=1, keepdim=True)
-    grey = F.interpolate(grey, size=(size, size), mode="area")[:, 0]
+    """Saliency maps (N, s, s), float32, s = min(size, H, W), for images x (N, C, H, W) of any dtype."""
+    _, _, h, w = x.shape
+    s = min(size, h, w)
+    dev, dt = x.device, torch.float32
+    grey = x.to(dt).mean(dim=1)
+    grey = _sandwich(_area_matrix(h, s, dev, dt), grey, _area_matrix(w, s, dev, dt))
     spectrum = torch.fft.fft2(grey)
     log_amp = torch.log(spectrum.abs().clamp_min(1e-8))
-    smooth = F.avg_pool2d(F.pad(log_amp[:, None], (1, 1, 1, 1), mode="replicate"), 3, stride=1)[:, 0]
-    residual = torch.exp(log_amp - smooth) * torch.exp(1j * torch.angle(spectrum))
-    sal = torch.fft.ifft2(residual).abs() ** 2
-    g = _gaussian_kernel(BLUR_SIGMA, sal.device, sal.dtype)
-    r = g.numel() // 2
-    sal = F.conv2d(F.pad(sal[:, None], (r, r, 0, 0), mode="reflect"), g.view(1, 1, 1, -1))
-    sal = F.conv2d(F.pad(sal, (0, 0, r, r), mode="reflect"), g.view(1, 1, -1, 1))[:, 0]
-    return sal
+    box = _filter_matrix(torch.full((3,), 1 / 3, device=dev, dtype=dt), s, "replicate")
+    smooth = _sandwich(box, log_amp, box)
+    # exp(log_amp - smooth) * exp(i * phase) == spectrum * exp(-smooth): no complex exp needed
+    sal = torch.fft.ifft2(spectrum * torch.exp(-smooth)).abs().square()
+    blur = _filter_matrix(_gaussian_taps(BLUR_SIGMA * s / SALIENCY_SIZE, dev, dt), s, "reflect")
+    return _sandwich(blur, sal, blur)
 
 
 def saliency_peaks(x: torch.Tensor) -> torch.Tensor:

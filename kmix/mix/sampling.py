@@ -13,29 +13,30 @@ def _device_of(generator: torch.Generator | None) -> torch.device:
 
 
 def sample_gamma(shape: torch.Size | tuple[int, ...], concentration: torch.Tensor,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, rounds: int = 3) -> torch.Tensor:
     """log of Gamma(concentration, 1) draws, float64, via Marsaglia-Tsang with the alpha<1 boost.
 
     Written here (not torch.distributions) because torch's gamma sampler ignores `generator`.
-    Working in log space keeps Dirichlet draws with tiny alpha from underflowing to 0/0.
+    `rounds` proposals are drawn at once and the first accepted one is kept (acceptance is > 95%
+    per proposal); the rare element with none accepted is redrawn. Working in log space keeps
+    Dirichlet draws with tiny alpha from underflowing to 0/0.
     """
     device = _device_of(generator)
     a = concentration.to(device=device, dtype=torch.float64).expand(shape)
     boost = a < 1
     d = torch.where(boost, a + 1, a) - 1.0 / 3.0
-    c = 1.0 / torch.sqrt(9.0 * d)
-    log_g = torch.empty(shape, dtype=torch.float64, device=device)
-    pending = torch.ones(shape, dtype=torch.bool, device=device)
-    while bool(pending.any()):  # acceptance is > 95% per round: a handful of rounds at most
-        z = torch.randn(shape, dtype=torch.float64, device=device, generator=generator)
-        u = torch.rand(shape, dtype=torch.float64, device=device, generator=generator)
-        v = (1 + c * z) ** 3
-        ok = (v > 0) & (torch.log(u) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp_min(1e-300)))
-        take = ok & pending
-        log_g = torch.where(take, torch.log(d) + torch.log(v.clamp_min(1e-300)), log_g)
-        pending = pending & ~ok
-    u = torch.rand(shape, dtype=torch.float64, device=device, generator=generator)
-    return torch.where(boost, log_g + torch.log(u.clamp_min(1e-300)) / a, log_g)
+    c = torch.rsqrt(9.0 * d)
+    z = torch.randn((rounds, *shape), dtype=torch.float64, device=device, generator=generator)
+    u = torch.rand((rounds + 1, *shape), dtype=torch.float64, device=device, generator=generator)
+    v = (1 + c * z) ** 3
+    log_v = torch.log(v.clamp_min(1e-300))
+    ok = (v > 0) & (torch.log(u[:-1]) < 0.5 * z * z + d - d * v + d * log_v)
+    first = ok.to(torch.uint8).argmax(dim=0, keepdim=True)  # first accepted proposal
+    log_g = torch.log(d) + log_v.gather(0, first)[0]
+    missing = ~ok.any(dim=0)
+    if bool(missing.any()):  # probability ~1e-4 per element: redraw just those
+        log_g[missing] = sample_gamma((int(missing.sum()),), a[missing] + boost[missing], generator, rounds)
+    return torch.where(boost, log_g + torch.log(u[-1].clamp_min(1e-300)) / a, log_g)
 
 
 def sample_dirichlet(n: int, alpha: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -51,14 +52,11 @@ def sample_partners(n: int, k: int, generator: torch.Generator | None = None) ->
     permutation composed with a random non-zero cyclic shift), so a partner is never the anchor.
     """
     device = _device_of(generator)
-    index = torch.empty(n, k, dtype=torch.long, device=device)
-    index[:, 0] = torch.arange(n, device=device)
-    ar = torch.arange(n, device=device)
-    for j in range(1, k):
-        perm = torch.randperm(n, device=device, generator=generator)
-        shift = torch.randint(1, n, (1,), device=device, generator=generator)
-        index[perm, j] = perm[(ar + shift) % n]
-    return index
+    perms = torch.rand(k - 1, n, device=device, generator=generator).argsort(dim=1)  # (K-1, n)
+    shift = torch.randint(1, n, (k - 1, 1), device=device, generator=generator)
+    partners = perms.gather(1, (torch.arange(n, device=device) + shift) % n)
+    columns = torch.empty_like(perms).scatter_(1, perms, partners)  # columns[j, perm[i]] = perm[i + s]
+    return torch.cat([torch.arange(n, device=device)[None], columns]).T.contiguous()
 
 
 def stick_breaking(phi: torch.Tensor) -> torch.Tensor:
@@ -70,17 +68,14 @@ def stick_breaking(phi: torch.Tensor) -> torch.Tensor:
 
 def box_sizes(phi: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Nested box sizes (n, K-1, 2) as (h, w): side_k = round(side_{k-1} * sqrt(1 - v_k))."""
-    scale = torch.sqrt(1.0 - stick_breaking(phi.to(torch.float64)))
+    scale = torch.sqrt(1.0 - stick_breaking(phi.to(torch.float64)))  # (n, K-1)
     n, km1 = scale.shape
-    sizes = torch.empty(n, km1, 2, dtype=torch.long, device=phi.device)
-    h = torch.full((n,), height, dtype=torch.float64, device=phi.device)
-    w = torch.full((n,), width, dtype=torch.float64, device=phi.device)
-    for k in range(km1):
-        h = torch.minimum(torch.round(h * scale[:, k]), h)
-        w = torch.minimum(torch.round(w * scale[:, k]), w)
-        sizes[:, k, 0] = h.long()
-        sizes[:, k, 1] = w.long()
-    return sizes
+    sizes = torch.empty(n, km1, 2, dtype=torch.float64, device=phi.device)
+    side = torch.tensor([float(height), float(width)], dtype=torch.float64, device=phi.device).expand(n, 2)
+    for k in range(km1):  # sequential: each side is rounded from the rounded parent side
+        side = torch.minimum(torch.round(side * scale[:, k, None]), side)
+        sizes[:, k] = side
+    return sizes.long()
 
 
 def place_boxes(sizes: torch.Tensor, height: int, width: int, uniform: torch.Tensor | None,
@@ -91,22 +86,18 @@ def place_boxes(sizes: torch.Tensor, height: int, width: int, uniform: torch.Ten
     `centers` (n, K-1, 2) is given (saliency), centred there and clamped inside its parent.
     """
     n, km1, _ = sizes.shape
-    boxes = torch.empty(n, km1, 4, dtype=torch.long, device=sizes.device)
-    top = torch.zeros(n, 2, dtype=torch.long, device=sizes.device)  # (y0, x0) of the parent box
-    parent = torch.tensor([height, width], dtype=torch.long, device=sizes.device).expand(n, 2)
-    for k in range(km1):
-        size = sizes[:, k]
-        slack = parent - size
-        if centers is None:
-            offset = torch.floor(uniform[:, k] * (slack + 1).to(uniform.dtype)).long()
-        else:
-            offset = centers[:, k] - size // 2 - top
-        offset = torch.minimum(offset.clamp_min(0), slack)
-        top = top + offset
-        boxes[:, k, :2] = top
-        boxes[:, k, 2:] = top + size
-        parent = size
-    return boxes
+    parents = torch.cat([torch.tensor([height, width], device=sizes.device).expand(n, 1, 2), sizes[:, :-1]], 1)
+    slack = parents - sizes  # (n, K-1, 2): room to move inside the parent
+    if centers is None:
+        offsets = torch.floor(uniform * (slack + 1).to(uniform.dtype)).long().minimum(slack)
+        tops = offsets.cumsum(dim=1)
+    else:
+        tops = torch.empty_like(sizes)
+        top = torch.zeros(n, 2, dtype=torch.long, device=sizes.device)
+        for k in range(km1):  # clamping makes each top depend on the clamped parent's
+            top = top + torch.minimum((centers[:, k] - sizes[:, k] // 2 - top).clamp_min(0), slack[:, k])
+            tops[:, k] = top
+    return torch.cat([tops, tops + sizes], dim=-1)
 
 
 def sample_boxes(phi: torch.Tensor, height: int, width: int,
