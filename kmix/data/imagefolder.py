@@ -1,0 +1,135 @@
+"""ImageFolder trees (ImageNet layout) as float [0, 1] tensors, optionally restricted to a class list.
+
+`root/train/<class>/*.JPEG` + `root/val/<class>/...` (split picked by `train=`) or a class-folder
+tree itself. Class subsets (e.g. ImageNet-A/O's 200 wnids) come from `classes=[...]` or a file.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from PIL import Image, UnidentifiedImageError
+from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from kmix.data.info import DatasetInfo
+from kmix.data.transforms import IMAGENET_MEAN, IMAGENET_STD, imagenet_transform
+
+TRAIN_DIR = "train"
+EVAL_DIRS = ("val", "validation", "test")
+DEFAULT_IMAGE_SIZE = 224
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Open an image as RGB (greyscale/CMYK/palette converted); the error names the file if it is unreadable."""
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
+
+
+def read_class_list(path: str | os.PathLike) -> list[str]:
+    """Class names (e.g. wnids) from a text file, one per line; blank lines and `#` comments skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"class list file not found: {path}")
+    names = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    names = [n for n in names if n]
+    if not names:
+        raise ValueError(f"class list file {path} names no classes")
+    return _check_unique(names, str(path))
+
+
+def _check_unique(names: Sequence[str], source: str) -> list[str]:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"class {name!r} is listed twice in {source}")
+        seen.add(name)
+    return list(names)
+
+
+def resolve_split_dir(path: str | os.PathLike, train: bool) -> Path:
+    """The class-folder tree to read: `path/train` or `path/val` when `path/train` exists, else `path`."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"ImageFolder path not found: {root}")
+    if not root.is_dir():
+        raise ValueError(f"ImageFolder path is not a directory: {root}")
+    if not (root / TRAIN_DIR).is_dir():
+        return root  # a class-folder tree itself
+    if train:
+        return root / TRAIN_DIR
+    for name in EVAL_DIRS:
+        if (root / name).is_dir():
+            return root / name
+    raise FileNotFoundError(
+        f"{root} has a {TRAIN_DIR}/ folder but no {'/, '.join(EVAL_DIRS)}/ folder for train=False; "
+        f"pass the class-folder tree itself to evaluate on it"
+    )
+
+
+class KmixImageFolder(ImageFolder):
+    """torchvision ImageFolder with RGB loading, clear errors and an optional class restriction.
+
+    With `classes`, only those folders are read and label i is `classes[i]` (the order given).
+    """
+
+    def __init__(self, root: str | os.PathLike, transform=None, classes: Sequence[str] | None = None):
+        self.restrict_to = None if classes is None else _check_unique([str(c) for c in classes], "classes")
+        root = Path(root)
+        try:
+            super().__init__(str(root), transform=transform, loader=load_rgb)
+        except FileNotFoundError as err:  # torchvision: no class folders / a class without images
+            raise FileNotFoundError(f"ImageFolder {root}: {err}") from err
+
+    def find_classes(self, directory: str) -> tuple[list[str], dict[str, int]]:
+        """Sorted class folders (or the requested subset, in its given order) -> label index."""
+        present = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith("."))
+        if not present:
+            raise FileNotFoundError(f"no class folders in {directory} (expected {directory}/<class>/<image>)")
+        if self.restrict_to is None:
+            classes = present
+        else:
+            missing = [c for c in self.restrict_to if c not in set(present)]
+            if missing:
+                more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
+                raise FileNotFoundError(f"class folders missing in {directory}: {', '.join(missing[:5])}{more}")
+            if not self.restrict_to:
+                raise ValueError("classes is an empty list")
+            classes = list(self.restrict_to)
+        return classes, {c: i for i, c in enumerate(classes)}
+
+
+def class_index_map(model_classes: Sequence[str], subset_classes: Sequence[str]) -> list[int]:
+    """For each subset class, its index among the model's classes (select logits[:, map] for ImageNet-A/O)."""
+    where = {c: i for i, c in enumerate(model_classes)}
+    missing = [c for c in subset_classes if c not in where]
+    if missing:
+        raise ValueError(f"classes not among the model's {len(where)} classes: {', '.join(missing[:5])}")
+    return [where[c] for c in subset_classes]
+
+
+def build_imagefolder(path: str | os.PathLike, *, train: bool = True, augment: bool = False,
+                      image_size: int | None = None,
+                      classes: Sequence[str] | str | os.PathLike | None = None) -> tuple[KmixImageFolder, DatasetInfo]:
+    """Return (dataset, info) for an ImageFolder tree; `classes` is a list of names or a one-per-line file.
+
+    `augment`: RandomResizedCrop(image_size) + flip; otherwise Resize(image_size * 256/224) + CenterCrop.
+    """
+    size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
+    transform = imagenet_transform(size, augment=augment)
+    split_dir = resolve_split_dir(path, train)
+    if isinstance(classes, (str, os.PathLike)):
+        classes = read_class_list(classes)
+    dataset = KmixImageFolder(split_dir, transform=transform, classes=classes)
+    root = Path(path).expanduser().resolve()
+    name = root.parent.name if root.name in (TRAIN_DIR, *EVAL_DIRS) else root.name
+    info = DatasetInfo(
+        name=name, num_classes=len(dataset.classes), in_chans=3, input_size=size,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names=tuple(dataset.classes),
+    )
+    return dataset, info

@@ -1,0 +1,107 @@
+"""Training subsets from index files: validate indices, save them atomically, wrap a dataset."""
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from torch.utils.data import Dataset, Subset
+
+PathLike = str | os.PathLike
+
+
+def _is_path(obj: Any) -> bool:
+    return isinstance(obj, (str, os.PathLike))
+
+
+def read_indices_file(path: PathLike) -> list:
+    """Read the raw index list from a JSON file: `{"indices": [...], ...}` or a plain list."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"subset index file not found: {path}")
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"subset index file {path} is not valid JSON: {err}") from err
+    if isinstance(payload, dict):
+        if "indices" not in payload:
+            raise ValueError(f"subset index file {path} has no 'indices' key (keys: {sorted(payload)})")
+        payload = payload["indices"]
+    if not isinstance(payload, list):
+        raise ValueError(
+            f"subset index file {path}: indices must be a JSON list, got {type(payload).__name__}"
+        )
+    return payload
+
+
+def validate_indices(indices: Iterable[Any], n: int, *, source: str = "indices") -> list[int]:
+    """Return `indices` as a list of ints after checking type, range [0, n) and uniqueness."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"dataset size n must be a non-negative int, got {n!r}")
+    if _is_path(indices) or isinstance(indices, (bytes, dict)):
+        raise TypeError(f"{source}: expected a sequence of ints, got {type(indices).__name__}")
+    try:
+        raw = list(indices.tolist() if hasattr(indices, "tolist") else indices)
+    except TypeError as err:
+        raise TypeError(f"{source}: expected a sequence of ints, got {type(indices).__name__}") from err
+    out: list[int] = []
+    seen: dict[int, int] = {}
+    for pos, value in enumerate(raw):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{source}: entry {pos} is {value!r}, not an integer index")
+        value = int(value)
+        if not 0 <= value < n:
+            raise ValueError(f"{source}: index {value} (entry {pos}) is out of range for a dataset of n={n} items")
+        if value in seen:
+            raise ValueError(f"{source}: index {value} appears twice (entries {seen[value]} and {pos})")
+        seen[value] = pos
+        out.append(value)
+    return out
+
+
+def load_indices(path_or_list: PathLike | Sequence[int], n: int) -> list[int]:
+    """Indices for a dataset of `n` items from a JSON file or a sequence, validated (range, duplicates)."""
+    if _is_path(path_or_list):
+        return validate_indices(read_indices_file(path_or_list), n, source=f"subset index file {path_or_list}")
+    return validate_indices(path_or_list, n)
+
+
+def save_indices(path: PathLike, indices: Sequence[int], **meta: Any) -> Path:
+    """Write `{"indices": [...], **meta}` as JSON atomically (temp file + rename); returns the path."""
+    path = Path(path)
+    payload = {"indices": [int(i) for i in indices], **meta}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class IndexedSubset(Subset):
+    """A `torch.utils.data.Subset` that also exposes the subset's labels as `.targets`."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]):
+        super().__init__(dataset, list(indices))
+        parent_targets = getattr(dataset, "targets", None)
+        if parent_targets is None:
+            raise TypeError(f"subset_dataset needs a dataset with .targets, got {type(dataset).__name__}")
+        self.targets = [int(parent_targets[i]) for i in self.indices]
+
+
+def subset_dataset(dataset: Dataset, indices_or_path: PathLike | Sequence[int]) -> IndexedSubset:
+    """Restrict `dataset` to the validated indices (a list or a JSON index file); keeps `.targets`."""
+    try:
+        n = len(dataset)  # type: ignore[arg-type]
+    except TypeError as err:
+        raise TypeError(f"subset_dataset needs a sized dataset, got {type(dataset).__name__}") from err
+    return IndexedSubset(dataset, load_indices(indices_or_path, n))
