@@ -1,0 +1,262 @@
+"""Mixing-based sample uncertainty: each training image's soft-target CE over M anchored K-image composites.
+
+Work is cut into chunks of `chunk_size` anchors; chunk c draws its composites from its own
+generator seeded by (seed, c), so scores depend on the seed and chunk size only, never on the
+batch size, the number of ranks or restarts. Finished chunks are saved under `<out>.chunks/`
+and reused by a restarted run; rank r of W scores chunks r, r+W, ...; rank 0 assembles the file.
+Std is the population std (ddof=0) of the M losses; cv = std / mean (0 where mean is 0).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from kmix.mix import SoftTargetCrossEntropy, apply_cutmix, mix_labels
+from kmix.select.anchored import AnchoredSampler, chunk_generator, default_anchor_phi
+from kmix.select.bank import ImageBank, dataset_labels
+from kmix.select.io import atomic_write_json
+from kmix.select.scores_file import write_scores
+from kmix.train.checkpoint import save_checkpoint
+
+STD_DDOF = 0  # population std of the M losses
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """Everything the scores depend on (besides model and data): the resume fingerprint."""
+
+    draws: int = 10
+    k: int = 3
+    alpha: tuple[float, ...] = (2 / 9, 2 / 9)
+    anchor_phi: float | None = None
+    seed: int = 0
+    chunk_size: int = 1024
+
+    def __post_init__(self):
+        for name in ("draws", "chunk_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.draws < 2:
+            raise ValueError(f"draws must be >= 2 to measure a spread of losses, got {self.draws}")
+        object.__setattr__(self, "alpha", tuple(float(a) for a in self.alpha))
+        if self.anchor_phi is None:
+            object.__setattr__(self, "anchor_phi", default_anchor_phi(self.alpha))
+        self.sampler(2, 2)  # validates k, alpha, anchor_phi
+
+    def sampler(self, height: int, width: int) -> AnchoredSampler:
+        return AnchoredSampler(self.k, self.alpha, float(self.anchor_phi), height, width)
+
+
+@dataclass
+class ScoreConfig:
+    """`kmix score`: the checkpoint and data to score, the spec, and how to run it."""
+
+    checkpoint: str
+    data: str = "digits"
+    data_root: str | None = None
+    out: str = "scores.csv"
+    spec: ScoreSpec = field(default_factory=ScoreSpec)
+    batch_size: int = 256
+    device: str = "cpu"
+    quiet: bool = False
+    rank: int | None = None  # None: from torchrun's RANK/WORLD_SIZE (0/1 without torchrun)
+    world_size: int | None = None
+
+
+def num_chunks(n: int, chunk_size: int) -> int:
+    return math.ceil(n / chunk_size)
+
+
+def chunk_anchors(chunk_id: int, n: int, chunk_size: int) -> torch.Tensor:
+    """Dataset indices of the anchors of chunk `chunk_id`."""
+    return torch.arange(chunk_id * chunk_size, min((chunk_id + 1) * chunk_size, n))
+
+
+def chunk_params(spec: ScoreSpec, chunk_id: int, n: int, height: int, width: int):
+    """The exact composites (MixParams, anchor-major) of chunk `chunk_id`: recomputable for checks."""
+    anchors = chunk_anchors(chunk_id, n, spec.chunk_size)
+    return spec.sampler(height, width).sample(anchors, spec.draws, n, chunk_generator(spec.seed, chunk_id))
+
+
+@torch.inference_mode()
+def score_chunk(model: nn.Module, bank: ImageBank, onehot: torch.Tensor, spec: ScoreSpec, chunk_id: int,
+                batch_size: int) -> torch.Tensor:
+    """Losses (anchors in chunk, draws) of the eval-mode `model` on the chunk's composites."""
+    n = onehot.shape[0]
+    _, h, w = bank.image_shape
+    params = chunk_params(spec, chunk_id, n, h, w)
+    criterion = SoftTargetCrossEntropy(reduction="none")
+    device = onehot.device
+    losses = []
+    for start in range(0, params.index.shape[0], batch_size):
+        index = params.index[start:start + batch_size].to(device)
+        boxes = params.boxes[start:start + batch_size].to(device)
+        pool, local = bank.pool_for(index)
+        mixed, weights = apply_cutmix(pool, local, boxes)
+        target = mix_labels(onehot, index, weights)
+        losses.append(criterion(model(mixed), target).float().cpu())
+    return torch.cat(losses).view(-1, spec.draws)
+
+
+def summarize_losses(losses: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample mean, std (population, ddof=0) and cv = std / mean of losses (N, M)."""
+    losses = losses.double()
+    mean = losses.mean(1)
+    std = losses.std(1, correction=STD_DDOF)
+    cv = torch.where(mean > 0, std / mean.clamp_min(1e-300), torch.zeros_like(mean))
+    return {"mean": mean, "std": std, "cv": cv}
+
+
+def _chunk_path(chunk_dir: Path, chunk_id: int) -> Path:
+    return chunk_dir / f"chunk_{chunk_id:06d}.pt"
+
+
+def _check_fingerprint(chunk_dir: Path, fingerprint: dict) -> None:
+    path = chunk_dir / "spec.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old != fingerprint:
+            raise ValueError(f"{chunk_dir} holds chunks of a run with other settings ({old}) than this one "
+                             f"({fingerprint}); delete that folder or choose another --out")
+    else:
+        atomic_write_json(path, fingerprint)
+
+
+def score_losses(model: nn.Module, dataset: Dataset, num_classes: int, spec: ScoreSpec, *,
+                 batch_size: int = 256, device: str | torch.device = "cpu", quiet: bool = True,
+                 chunk_dir: str | os.PathLike | None = None, fingerprint: dict | None = None,
+                 rank: int = 0, world_size: int = 1) -> torch.Tensor | None:
+    """Losses (N, draws) of every image as anchor; None on a rank that cannot assemble them (yet).
+
+    With `chunk_dir`, finished chunks are saved there and reused; rank r of `world_size` scores
+    chunks r, r + W, ...; the full matrix is returned once every chunk is available (on rank 0, or
+    on any rank when a torch.distributed process group gathers the chunks).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
+    if world_size > 1 and chunk_dir is None and not _distributed():
+        raise ValueError("sharded scoring (world_size > 1) needs chunk_dir or a torch.distributed process group")
+    labels = dataset_labels(dataset)
+    n = labels.numel()
+    if int(labels.min()) < 0 or int(labels.max()) >= num_classes:
+        raise ValueError(f"dataset labels span [{int(labels.min())}, {int(labels.max())}] but the model has "
+                         f"num_classes={num_classes}: wrong --data for this checkpoint?")
+    device = torch.device(device)
+    bank = ImageBank(dataset, device)
+    onehot = F.one_hot(labels, num_classes).float().to(device)
+    total = num_chunks(n, spec.chunk_size)
+    mine = list(range(rank, total, world_size))
+    done: dict[int, torch.Tensor] = {}
+    if chunk_dir is not None:
+        chunk_dir = Path(chunk_dir)
+        chunk_dir.mkdir(parents=True, exist_ok=True)
+        fingerprint = {**asdict(spec), "alpha": list(spec.alpha), "n": n, **(fingerprint or {})}
+        if rank == 0:
+            _check_fingerprint(chunk_dir, fingerprint)
+    model = model.to(device).eval()
+    todo = [c for c in mine if chunk_dir is None or not _chunk_path(chunk_dir, c).is_file()]
+    bar = tqdm(total=sum(len(chunk_anchors(c, n, spec.chunk_size)) for c in mine), disable=quiet,
+               desc=f"score rank {rank}" if world_size > 1 else "score", unit="img")
+    bar.update(sum(len(chunk_anchors(c, n, spec.chunk_size)) for c in mine if c not in todo))
+    for c in todo:
+        losses = score_chunk(model, bank, onehot, spec, c, batch_size)
+        if chunk_dir is not None:
+            save_checkpoint(_chunk_path(chunk_dir, c), {"chunk": c, "losses": losses})
+        done[c] = losses
+        bar.update(losses.shape[0])
+    bar.close()
+    if _distributed():
+        import torch.distributed as dist
+
+        gathered: list = [None] * world_size
+        dist.all_gather_object(gathered, done)
+        for part in gathered:
+            done.update(part)
+    elif rank != 0:
+        return None  # without a process group, rank 0 assembles from the chunk files
+    parts = []
+    for c in range(total):
+        if c in done:
+            parts.append(done[c])
+        elif chunk_dir is not None and _chunk_path(chunk_dir, c).is_file():
+            parts.append(torch.load(_chunk_path(chunk_dir, c), weights_only=True)["losses"])
+        else:
+            return None  # another rank has not finished chunk c yet
+    return torch.cat(parts)
+
+
+def _distributed() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def _rank_world(config: ScoreConfig) -> tuple[int, int]:
+    if config.rank is not None or config.world_size is not None:
+        return int(config.rank or 0), int(config.world_size or 1)
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def run_score(config: ScoreConfig) -> dict:
+    """Score every training image of `config.data` with `config.checkpoint`; write `config.out` (CSV, + Parquet).
+
+    Returns a summary dict (n, draws, wall_s, composites_per_s, out, complete).
+    """
+    from kmix.data.registry import build_dataset
+    from kmix.train.checkpoint import load_model
+
+    out = Path(config.out)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise ValueError(f"out must end in .csv or .parquet, got {config.out!r}")
+    rank, world_size = _rank_world(config)
+    device = config.device
+    started_group = False
+    if world_size > 1 and not _distributed() and "MASTER_ADDR" in os.environ:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+        started_group = True
+    if str(device) == "cuda" and world_size > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+    model, meta = load_model(config.checkpoint, map_location=device)
+    dataset, info = build_dataset(config.data, root=config.data_root, train=True)
+    if info.in_chans != meta["in_chans"]:
+        raise ValueError(f"checkpoint {config.checkpoint} expects {meta['in_chans']} channel(s) but --data "
+                         f"{config.data!r} has {info.in_chans}")
+    chunk_dir = out.with_name(out.name + ".chunks")
+    t0 = time.perf_counter()
+    losses = score_losses(model, dataset, meta["num_classes"], config.spec, batch_size=config.batch_size,
+                          device=device, quiet=config.quiet, chunk_dir=chunk_dir,
+                          fingerprint={"checkpoint": os.path.abspath(config.checkpoint), "data": config.data},
+                          rank=rank, world_size=world_size)
+    wall = time.perf_counter() - t0
+    n = len(dataset)
+    summary = {"n": n, "draws": config.spec.draws, "wall_s": round(wall, 3),
+               "composites_per_s": round(n * config.spec.draws / max(wall, 1e-9), 1),
+               "out": str(out), "complete": losses is not None, "rank": rank, "world_size": world_size}
+    if losses is not None and rank == 0:
+        meta_out = {"checkpoint": config.checkpoint, "data": config.data, "n": n,
+                    **asdict(config.spec), "alpha": list(config.spec.alpha), "std_ddof": STD_DDOF}
+        written = write_scores(out, dataset_labels(dataset), losses, summarize_losses(losses), meta_out)
+        summary["files"] = [str(p) for p in written]
+        shutil.rmtree(chunk_dir, ignore_errors=True)
+    if started_group:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return summary
