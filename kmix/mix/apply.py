@@ -41,13 +41,13 @@ def source_map(index: torch.Tensor, boxes: torch.Tensor, height: int, width: int
 
 
 def slot_weights(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Exact pixel fraction of each slot (n, K): area(box_{k-1}) - area(box_k), box_0 = image."""
+    """Exact pixel fraction of each slot (n, K), float64: area(box_{k-1}) - area(box_k), box_0 = image."""
     n = boxes.shape[0]
     area = ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])).to(torch.float64)
     full = torch.full((n, 1), float(height * width), dtype=torch.float64, device=boxes.device)
     outer = torch.cat([full, area], dim=1)
     inner = torch.cat([area, torch.zeros(n, 1, dtype=torch.float64, device=boxes.device)], dim=1)
-    return ((outer - inner) / (height * width)).to(torch.float32)
+    return (outer - inner) / (height * width)
 
 
 def gather_pixels(pool: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -103,7 +103,11 @@ def apply_mixup(pool: torch.Tensor, index: torch.Tensor, phi: torch.Tensor) -> t
 
 
 def mix_labels(targets: torch.Tensor, index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Soft labels (n, num_classes) = sum_k weights[:, k] * targets[index[:, k]] (targets (M, num_classes))."""
+    """Soft labels (n, num_classes) = sum_k weights[:, k] * targets[index[:, k]] (targets (M, num_classes)).
+
+    Summed in float64 and rounded once to the targets' dtype, so that an image filling two slots
+    still gets exactly its pixel fraction.
+    """
     index = index.to(targets.device)
-    weights = weights.to(device=targets.device, dtype=targets.dtype)
-    return (targets[index] * weights[:, :, None]).sum(1)
+    weights = weights.to(device=targets.device, dtype=torch.float64)
+    return (targets[index].double() * weights[:, :, None]).sum(1).to(targets.dtype)

@@ -22,8 +22,10 @@ def _check_alpha(alpha: float | Sequence[float], k: int) -> torch.Tensor:
         values = [float(alpha)] * k
     else:
         try:
+            if isinstance(alpha, (str, bytes)):
+                raise TypeError
             values = [float(a) for a in alpha]  # type: ignore[union-attr]
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise TypeError(f"alpha must be a float or a sequence of {k} floats, got {alpha!r}") from err
         if len(values) != k:
             raise ValueError(f"alpha must have k={k} values, got {len(values)}: {alpha!r}")

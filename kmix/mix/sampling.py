@@ -40,9 +40,13 @@ def sample_gamma(shape: torch.Size | tuple[int, ...], concentration: torch.Tenso
 
 
 def sample_dirichlet(n: int, alpha: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Proportions phi (n, K) ~ Dirichlet(alpha), float32, rows summing to 1."""
+    """Proportions phi (n, K) ~ Dirichlet(alpha), rows summing to 1.
+
+    float64: with small alpha many proportions lie within 1e-7 of 1, where float32 would round
+    them to exactly 1 (a visible atom in the distribution).
+    """
     log_g = sample_gamma((n, alpha.numel()), alpha.reshape(1, -1), generator)
-    return torch.softmax(log_g, dim=1).to(torch.float32)
+    return torch.softmax(log_g, dim=1)
 
 
 def sample_partners(n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,0 +1,23 @@
+"""Shared pytest fixtures: devices to parametrise over, the shared data folder."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def imagenette_root() -> Path:
+    root = SHARED_DATA / "imagenette-224"
+    if not (root / "train").is_dir():
+        pytest.skip(f"shared data not present: {root}")
+    return root
