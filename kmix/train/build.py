@@ -1,0 +1,110 @@
+"""Turn a TrainConfig into the run's parts: device, datasets, model, mixer, optimizer, schedule, AMP."""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from kmix.mix import DCutMix, DMixup, SaliencyDCutMix
+from kmix.mix.mixers import KImageMix
+from kmix.models import Normalized, build_model
+from kmix.train.config import TrainConfig
+from kmix.train.schedule import LRMultiplier
+
+# mix name -> (mixer class, fixed K or None for config.k); "none" trains on the plain images
+MIX_CLASSES: dict[str, tuple[type[KImageMix], int | None]] = {
+    "mixup": (DMixup, 2),
+    "cutmix": (DCutMix, 2),
+    "dmixup": (DMixup, None),
+    "dcutmix": (DCutMix, None),
+    "saliency-dcutmix": (SaliencyDCutMix, None),
+}
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """'auto' -> CUDA if present else CPU; 'cuda' under torchrun -> this process's GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested but CUDA is not available (use --device cpu)")
+        device = torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
+        torch.cuda.set_device(device)
+        return device
+    return torch.device(name)
+
+
+def check_amp(amp: str, device: torch.device) -> None:
+    """fp16 needs CUDA (GradScaler); bf16 works on CPU and CUDA."""
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("amp 'fp16' needs a CUDA device; on CPU use --amp bf16 or --amp none")
+
+
+def autocast(amp: str, device: torch.device):
+    """The autocast context for `amp` ('none' -> a no-op context)."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def resolve_model_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """config.model_kwargs plus the genotype (a dict, or loaded from a JSON file) under 'genotype'."""
+    kwargs = dict(config.model_kwargs)
+    if config.genotype is not None:
+        genotype = config.genotype
+        if isinstance(genotype, str):
+            path = Path(genotype)
+            if not path.is_file():
+                raise FileNotFoundError(f"genotype file not found: {path}")
+            try:
+                genotype = json.loads(path.read_text())
+            except json.JSONDecodeError as err:
+                raise ValueError(f"genotype file {path} is not valid JSON: {err}") from err
+        if not isinstance(genotype, dict):
+            raise TypeError(f"genotype must be a JSON object (dict), got {type(genotype).__name__}")
+        kwargs["genotype"] = genotype
+    return kwargs
+
+
+def build_network(config: TrainConfig, info, model_kwargs: dict[str, Any]) -> Normalized:
+    """The registry model for the dataset, wrapped so that it takes [0, 1] images."""
+    net = build_model(config.model, num_classes=info.num_classes, in_chans=info.in_chans, **model_kwargs)
+    return Normalized(net, info.mean, info.std)
+
+
+def build_mixer(config: TrainConfig, num_classes: int, generator: torch.Generator) -> KImageMix | None:
+    """The mixer named by config.mix (None for 'none'), drawing from `generator`."""
+    if config.mix == "none":
+        return None
+    cls, fixed_k = MIX_CLASSES[config.mix]
+    return cls(num_classes=num_classes, k=fixed_k or config.k, alpha=config.alpha, p=config.p,
+               label_smoothing=config.label_smoothing, generator=generator)
+
+
+def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with (Nesterov) momentum and weight decay on every parameter, as in the CutMix recipes."""
+    return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                           nesterov=config.nesterov, weight_decay=config.weight_decay)
+
+
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """A per-step LambdaLR following config.schedule (step decay, cosine or constant, with warmup)."""
+    factor = LRMultiplier(config.schedule, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                          milestones=config.milestones, gamma=config.gamma, warmup_epochs=config.warmup_epochs)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def compute_loss(output, target: torch.Tensor, criterion: nn.Module, aux_weight: float) -> torch.Tensor:
+    """criterion(logits) [+ aux_weight * criterion(aux_logits) when the model returns (logits, aux)]."""
+    if isinstance(output, (tuple, list)):
+        logits, aux = output[0], (output[1] if len(output) > 1 else None)
+        loss = criterion(logits, target)
+        if aux is not None and aux_weight > 0:
+            loss = loss + aux_weight * criterion(aux, target)
+        return loss
+    return criterion(output, target)

@@ -1,0 +1,337 @@
+"""`fit(config)`: the training loop — mix on the device, SGD, evaluate, checkpoint, resume exactly.
+
+Exact resume rests on three facts: the data order and per-item augmentation are pure functions of
+(seed, epoch[, item]) (see `kmix.train.sampling`), the mixer's generator is reseeded from
+(seed, rank, step) before every step, and every other RNG (python, numpy, torch) is saved in the
+checkpoint per rank and restored. A run resumed from a mid-epoch checkpoint therefore replays the
+remaining steps bit for bit.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from kmix.data.registry import build_dataset
+from kmix.mix import SoftTargetCrossEntropy, soft_targets
+from kmix.train import distributed as D
+from kmix.train.build import (autocast, build_mixer, build_network, build_optimizer, build_scheduler,
+                              check_amp, compute_loss, resolve_device, resolve_model_kwargs)
+from kmix.train.checkpoint import load_checkpoint, model_meta, save_checkpoint
+from kmix.train.config import RUN_DEFINING, TrainConfig, save_config, write_json_atomic, write_text_atomic
+from kmix.train.evaluate import evaluate
+from kmix.train.sampling import EpochBatchSampler, SeededItems, batches_per_epoch, derive_seed
+from kmix.train.state import rng_state, seed_everything, set_rng_state
+
+
+def fit(config: TrainConfig) -> dict[str, Any]:
+    """Train as `config` says; write config.yaml, metrics.jsonl, summary.json, last.pt, best.pt and
+    TensorBoard events into config.out; return the summary dict (top1_err, top5_err, best_top1_err,
+    epochs, wall_s, img_per_s, ...)."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"fit expects a TrainConfig, got {type(config).__name__}")
+    config.validate()
+    dist_info = D.DistInfo(local_rank=_local_rank())
+    device = resolve_device(config.device, dist_info.local_rank)
+    dist_info = D.setup(device)
+    try:
+        return _Run(config, device, dist_info).train()
+    finally:
+        D.teardown(dist_info)
+
+
+def default_out(config: TrainConfig) -> str:
+    """runs/<data>-<model>-<mix>-<UTC timestamp>."""
+    data = Path(config.data).name or "data"
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return str(Path("runs") / f"{data}-{config.model.replace(':', '_')}-{config.mix}-{stamp}")
+
+
+def _local_rank() -> int:
+    import os
+
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class _Run:
+    """One training run's state; `train()` runs it to the end (or resumes it)."""
+
+    def __init__(self, config: TrainConfig, device: torch.device, dist_info: D.DistInfo):
+        self.dist = dist_info
+        self.device = device
+        check_amp(config.amp, device)
+        out = config.out if config.out else D.broadcast_object(default_out(config), dist_info)
+        self.config = config = config.replace(out=out)
+        self.out = Path(out)
+        self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
+        resume_state = self._resume_state()
+
+        # everything that can fail on bad input fails here, before any training
+        self.train_set, self.info = build_dataset(config.data, root=config.data_root, train=True,
+                                                  augment=config.augment, download=config.download,
+                                                  image_size=config.image_size)
+        self.test_set, _ = build_dataset(config.data, root=config.data_root, train=False, augment=False,
+                                         download=config.download, image_size=config.image_size)
+        if config.subset is not None:
+            from kmix.data.subset import subset_dataset
+
+            self.train_set = subset_dataset(self.train_set, config.subset)
+        self.steps_per_epoch = batches_per_epoch(len(self.train_set), config.batch_size, config.limit_train_batches)
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"batch_size {config.batch_size} is larger than the training set "
+                             f"({len(self.train_set)} images)")
+        if config.batch_size % dist_info.world:
+            raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes "
+                             f"{dist_info.world} (it is the global batch)")
+        self.model_kwargs = resolve_model_kwargs(config)
+        seed_everything(config.seed)  # identical initial weights on every rank
+        self.model = build_network(config, self.info, self.model_kwargs).to(device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.mix_generator = torch.Generator()
+        self.mixer = build_mixer(config, self.info.num_classes, self.mix_generator)
+        self.criterion = SoftTargetCrossEntropy()
+        self.optimizer = build_optimizer(config, self.model)
+        self.scheduler = build_scheduler(config, self.optimizer, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16")
+        self.meta = model_meta(config.model, self.info, **self.model_kwargs)
+
+        self.epoch = 0  # completed epochs
+        self.step_in_epoch = 0  # batches of the current epoch already trained on
+        self.global_step = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_top1, self.best_epoch = math.inf, 0
+        self.accum = {"loss_sum": 0.0, "images": 0, "train_s": 0.0}
+        self.wall_before = 0.0
+        if resume_state is not None:
+            self._load(resume_state)
+        else:
+            seed_everything(derive_seed(config.seed, dist_info.rank, 4))  # per-rank dropout etc.
+        self.ddp = (DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+                    if dist_info.enabled else self.model)
+        self.writer = None
+
+    # --- resume -------------------------------------------------------------------------------
+    def _resume_state(self) -> dict[str, Any] | None:
+        cfg = self.config
+        if not cfg.resume:
+            if self.last_path.exists():
+                raise ValueError(f"out {self.out} already holds a run (last.pt); pass --resume to continue it "
+                                 f"or choose another --out")
+            return None
+        if not self.last_path.exists():
+            self._say(f"no {self.last_path} yet: starting a new run")
+            return None
+        state = load_checkpoint(self.last_path)
+        saved = state.get("config", {})
+        now = cfg.to_dict()
+        diff = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in RUN_DEFINING if saved.get(k) != now.get(k)]
+        if diff:
+            raise ValueError(f"cannot resume {self.last_path}: the run was started with other settings ("
+                             + "; ".join(diff) + ")")
+        return state
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self.model.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
+        self.global_step = state["global_step"]
+        self.history = list(state["history"])
+        self.best_top1, self.best_epoch = state["best_top1_err"], state["best_epoch"]
+        self.accum = dict(state["epoch_accum"])
+        self.wall_before = state["wall_s"]
+        rngs = state["rng"]
+        if len(rngs) != self.dist.world:
+            raise ValueError(f"checkpoint {self.last_path} was written by {len(rngs)} process(es); "
+                             f"resume it with the same number (now {self.dist.world})")
+        set_rng_state(rngs[self.dist.rank])
+        self._say(f"resumed {self.last_path} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
+                  f"/{self.steps_per_epoch}")
+
+    def _checkpoint_state(self) -> dict[str, Any]:
+        rngs = D.gather_objects(rng_state(), self.dist)  # collective: every rank calls it
+        return {
+            "model": self.model.net.state_dict(), "model_meta": self.meta, "config": self.config.to_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step, "history": list(self.history), "best_top1_err": self.best_top1,
+            "best_epoch": self.best_epoch, "epoch_accum": dict(self.accum),
+            "wall_s": self.wall_before + (time.perf_counter() - self.t_start), "rng": rngs,
+            "mix_generator": self.mix_generator.get_state(),
+            "data_order": {"seed": self.config.seed, "epoch": self.epoch, "start_batch": self.step_in_epoch,
+                           "rule": "kmix.train.sampling.epoch_permutation(n, seed, epoch)"},
+        }
+
+    def _save_last(self) -> None:
+        state = self._checkpoint_state()
+        if self.dist.is_main:
+            bad = [n for n, p in self.model.net.named_parameters() if not torch.isfinite(p).all()]
+            if bad:
+                raise FloatingPointError(f"parameters {bad[:3]} became non-finite at epoch {self.epoch + 1}, "
+                                         f"step {self.step_in_epoch}; kept the last good checkpoint {self.last_path}")
+            save_checkpoint(self.last_path, state)
+        D.barrier(self.dist)
+
+    # --- the loop -----------------------------------------------------------------------------
+    def train(self) -> dict[str, Any]:
+        cfg = self.config
+        self.t_start = time.perf_counter()
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+            self._write_metrics()
+            if cfg.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(log_dir=str(self.out), purge_step=self.epoch + 1)
+        try:
+            while self.epoch < cfg.epochs:
+                self._train_epoch()
+                self._end_epoch()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        summary = self._summary()
+        if self.dist.is_main:
+            write_json_atomic(self.out / "summary.json", summary)
+        return summary
+
+    def _loader(self) -> DataLoader:
+        cfg = self.config
+        sampler = EpochBatchSampler(len(self.train_set), cfg.batch_size, seed=cfg.seed, epoch=self.epoch,
+                                    rank=self.dist.rank, world=self.dist.world, start_batch=self.step_in_epoch,
+                                    limit_batches=cfg.limit_train_batches)
+        # the loader's own generator keeps worker seeding from touching the global torch RNG
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.epoch, self.step_in_epoch, 5))
+        return DataLoader(SeededItems(self.train_set, cfg.seed), batch_sampler=sampler, num_workers=cfg.workers,
+                          pin_memory=self.device.type == "cuda", generator=gen)
+
+    def _train_epoch(self) -> None:
+        cfg, device = self.config, self.device
+        net = self.model.net
+        if hasattr(net, "drop_path_prob"):
+            net.drop_path_prob = cfg.drop_path * self.epoch / cfg.epochs
+        self.ddp.train()
+        bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                   disable=cfg.quiet or not self.dist.is_main, leave=False, dynamic_ncols=True)
+        t_epoch = time.perf_counter()
+        images_before = self.accum["images"]
+        for x, y in self._loader():
+            t0 = time.perf_counter()
+            x = x.to(device, non_blocking=True)
+            y = torch.as_tensor(y).to(device, non_blocking=True)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            self.mix_generator.manual_seed(derive_seed(cfg.seed, self.dist.rank, self.global_step, 3))
+            with torch.no_grad():
+                if self.mixer is None:
+                    target = soft_targets(y, self.info.num_classes, cfg.label_smoothing)
+                else:
+                    x, target = self.mixer(x, y)
+            with autocast(cfg.amp, device):
+                output = self.ddp(x)
+            loss = compute_loss(output, target, self.criterion, cfg.auxiliary_weight)
+            loss_value = self._global_mean(loss.detach())
+            if not math.isfinite(loss_value):
+                kept = f"kept the last good checkpoint {self.last_path}" if self.last_path.exists() else \
+                    "no checkpoint had been written yet"
+                raise FloatingPointError(f"loss is {loss_value} at epoch {self.epoch + 1}, step "
+                                         f"{self.step_in_epoch + 1}/{self.steps_per_epoch} (global step "
+                                         f"{self.global_step + 1}); stopped, {kept}. Try a lower --lr.")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.global_step += 1
+            self.step_in_epoch += 1
+            self.accum["loss_sum"] += loss_value * cfg.batch_size
+            self.accum["images"] += cfg.batch_size
+            self.accum["train_s"] += time.perf_counter() - t0
+            bar.update(1)
+            if not bar.disable:
+                rate = (self.accum["images"] - images_before) / max(time.perf_counter() - t_epoch, 1e-9)
+                bar.set_postfix(loss=f"{self.accum['loss_sum'] / self.accum['images']:.3f}", img_s=f"{rate:.0f}")
+            if (cfg.ckpt_every_steps and self.global_step % cfg.ckpt_every_steps == 0
+                    and self.step_in_epoch < self.steps_per_epoch):
+                self._save_last()
+        bar.close()
+
+    def _global_mean(self, loss: torch.Tensor) -> float:
+        if self.dist.enabled:
+            loss = loss.clone()
+            torch.distributed.all_reduce(loss)
+            loss /= self.dist.world
+        return float(loss)
+
+    def _end_epoch(self) -> None:
+        cfg = self.config
+        result = evaluate(self.model, self.test_set, device=self.device, batch_size=max(256, cfg.batch_size),
+                          workers=cfg.workers, amp=cfg.amp, channels_last=cfg.channels_last, dist_info=self.dist)
+        images = max(self.accum["images"], 1)
+        record = {
+            "epoch": self.epoch + 1, "train_loss": self.accum["loss_sum"] / images,
+            "test_loss": result["loss"], "top1_err": result["top1_err"], "top5_err": result["top5_err"],
+            "lr": self.optimizer.param_groups[0]["lr"], "img_per_s": self.accum["images"] / max(self.accum["train_s"], 1e-9),
+            "wall_s": self.wall_before + (time.perf_counter() - self.t_start), "steps": self.global_step,
+            "images": self.accum["images"], "train_s": self.accum["train_s"],
+        }
+        self.history.append(record)
+        self.epoch += 1
+        self.step_in_epoch = 0
+        self.accum = {"loss_sum": 0.0, "images": 0, "train_s": 0.0}
+        improved = record["top1_err"] < self.best_top1
+        if improved:
+            self.best_top1, self.best_epoch = record["top1_err"], record["epoch"]
+            if self.dist.is_main:
+                save_checkpoint(self.best_path, {"model": self.model.net.state_dict(), "model_meta": self.meta,
+                                                 "config": cfg.to_dict(), "epoch": record["epoch"],
+                                                 "top1_err": record["top1_err"], "top5_err": record["top5_err"]})
+        self._save_last()  # after best.pt: a kill in between redoes this epoch end identically
+        if self.dist.is_main:
+            self._write_metrics()
+            if self.writer is not None:
+                for key in ("train_loss", "test_loss", "top1_err", "top5_err", "lr", "img_per_s"):
+                    self.writer.add_scalar(key if key in ("lr", "img_per_s") else
+                                           ("train/" if key.startswith("train") else "test/") + key,
+                                           record[key], record["epoch"])
+                self.writer.flush()
+            if not cfg.quiet:
+                tqdm.write(f"epoch {record['epoch']}/{cfg.epochs}  loss {record['train_loss']:.4f}  "
+                           f"top1 err {record['top1_err']:.2f}%  top5 err {record['top5_err']:.2f}%  "
+                           f"lr {record['lr']:.4g}  {record['img_per_s']:.0f} img/s"
+                           + ("  *best" if improved else ""))
+
+    def _write_metrics(self) -> None:
+        """metrics.jsonl rewritten from the checkpointed history (so a resume never duplicates lines)."""
+        write_text_atomic(self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+
+    def _summary(self) -> dict[str, Any]:
+        last = self.history[-1] if self.history else {}
+        train_images = sum(r["images"] for r in self.history)
+        train_s = sum(r["train_s"] for r in self.history)
+        return {
+            "top1_err": last.get("top1_err"), "top5_err": last.get("top5_err"),
+            "best_top1_err": None if math.isinf(self.best_top1) else self.best_top1, "best_epoch": self.best_epoch,
+            "epochs": self.epoch, "steps": self.global_step, "train_loss": last.get("train_loss"),
+            "wall_s": self.wall_before + (time.perf_counter() - self.t_start),
+            "img_per_s": train_images / train_s if train_s else None,
+            "params": sum(p.numel() for p in self.model.parameters()), "device": str(self.device),
+            "world_size": self.dist.world, "data": self.config.data, "model": self.config.model,
+            "mix": self.config.mix, "k": self.config.k, "alpha": self.config.alpha, "out": str(self.out),
+            "checkpoints": {"last": str(self.last_path), "best": str(self.best_path)},
+        }
+
+    def _say(self, msg: str) -> None:
+        if self.dist.is_main and not self.config.quiet:
+            tqdm.write(msg)
