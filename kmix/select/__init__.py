@@ -2,6 +2,10 @@
 from kmix.select.anchored import AnchoredSampler, default_anchor_phi
 from kmix.select.score import ScoreConfig, ScoreSpec, run_score, score_losses, summarize_losses
 from kmix.select.scores_file import ScoreTable, read_scores, write_scores
+from kmix.select.subsample import METHODS, SubsampleConfig, class_counts, run_subsample, select_indices
 
-__all__ = ["AnchoredSampler", "ScoreConfig", "ScoreSpec", "ScoreTable", "default_anchor_phi", "read_scores",
-           "run_score", "score_losses", "summarize_losses", "write_scores"]
+__all__ = [
+    "METHODS", "AnchoredSampler", "ScoreConfig", "ScoreSpec", "ScoreTable", "SubsampleConfig", "class_counts",
+    "default_anchor_phi", "read_scores", "run_score", "run_subsample", "score_losses", "select_indices",
+    "summarize_losses", "write_scores",
+]
