@@ -1,0 +1,345 @@
+"""`run_search(SearchConfig)`: PC-DARTS first-order bilevel search on a (sub)set, resumable, writing genotype.json.
+
+The (sub)set is split with the seed into two halves: network weights are trained (SGD) on one,
+alphas/betas (Adam) on the other, alternating one architecture step and one weight step per batch
+after the warm-up epochs (during warm-up the architecture stays frozen).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from kmix.data.registry import build_dataset
+from kmix.data.subset import load_indices
+from kmix.models import Normalized
+from kmix.models.darts_genotype import save_genotype, write_json_atomic
+from kmix.models.darts_ops import PRIMITIVES
+from kmix.search.genotype import derive_genotype
+from kmix.search.supernet import SearchNetwork, normalised_edge_weights
+from kmix.train.checkpoint import save_checkpoint
+
+CHECKPOINT_NAME = "checkpoint.pt"
+# fields that may differ between a run and its --resume (they do not change the result)
+RESUME_FREE_FIELDS = ("out", "resume", "quiet", "device", "workers")
+
+
+@dataclass
+class SearchConfig:
+    """PC-DARTS search settings; defaults are the PC-DARTS CIFAR-10 search setup (Xu et al. 2020, sec. 4.2)."""
+
+    data: str = "digits"
+    data_root: str | None = None
+    subset: str | list[int] | None = None  # index file (kmix subsample output) or list of train-set indices
+    limit: int | None = None  # keep a seeded random `limit` images of the (sub)set (quick runs)
+    out: str = "runs/search"
+    epochs: int = 50
+    warmup: int = 15  # epochs with alphas/betas frozen
+    layers: int = 8  # cells (6 normal + 2 reduction)
+    channels: int = 16  # initial channels
+    partial_k: int = 4  # 1/K of the channels go through the mixed op
+    batch_size: int = 256
+    lr: float = 0.1  # SGD, cosine to lr_min over `epochs`
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    arch_lr: float = 6e-4  # Adam, betas (0.5, 0.999)
+    arch_weight_decay: float = 1e-3
+    train_portion: float = 0.5  # fraction of the (sub)set for the weights; the rest updates alphas/betas
+    augment: bool = True  # random crop + flip where the dataset has it (CIFAR); digits ignore it
+    seed: int = 0
+    device: str = "cpu"
+    workers: int = 0
+    resume: bool = False
+    quiet: bool = False
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field before any work starts."""
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+
+        need(isinstance(self.epochs, int) and self.epochs >= 1, "epochs", "an int >= 1")
+        need(isinstance(self.warmup, int) and 0 <= self.warmup <= self.epochs, "warmup", f"an int in [0, epochs={self.epochs}]")
+        need(isinstance(self.layers, int) and self.layers >= 1, "layers", "an int >= 1")
+        need(isinstance(self.partial_k, int) and self.partial_k >= 1, "partial_k", "an int >= 1")
+        need(isinstance(self.channels, int) and self.channels >= 2 and self.channels % self.partial_k == 0,
+             "channels", f"an int >= 2 divisible by partial_k={self.partial_k}")
+        need(isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size", "an int >= 1")
+        need(self.lr > 0 and math.isfinite(self.lr), "lr", "a positive finite number")
+        need(0 <= self.lr_min <= self.lr, "lr_min", f"in [0, lr={self.lr}]")
+        need(self.arch_lr > 0 and math.isfinite(self.arch_lr), "arch_lr", "a positive finite number")
+        need(self.weight_decay >= 0 and self.arch_weight_decay >= 0, "weight_decay", "non-negative (also arch_weight_decay)")
+        need(self.grad_clip > 0, "grad_clip", "positive")
+        need(0.0 < self.train_portion < 1.0, "train_portion", "in (0, 1)")
+        need(self.limit is None or (isinstance(self.limit, int) and self.limit >= 2), "limit", "None or an int >= 2")
+        need(isinstance(self.workers, int) and self.workers >= 0, "workers", "an int >= 0")
+
+
+def split_halves(n: int, portion: float, seed: int) -> tuple[list[int], list[int]]:
+    """Seeded random split of range(n) into (weight-training positions, architecture positions)."""
+    if n < 2:
+        raise ValueError(f"the search needs at least 2 images to split into two halves, got {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_train = min(max(1, int(round(n * portion))), n - 1)
+    return sorted(perm[:n_train]), sorted(perm[n_train:])
+
+
+def search_data(cfg: SearchConfig) -> tuple[Dataset, Dataset, Any, dict[str, Any]]:
+    """(weight half, architecture half, DatasetInfo, facts) from the dataset, subset, limit and seed."""
+    dataset, info = build_dataset(cfg.data, root=cfg.data_root, train=True, augment=cfg.augment)
+    positions = list(range(len(dataset)))
+    if cfg.subset is not None:
+        positions = load_indices(cfg.subset, len(dataset))
+        if len(positions) == 0:
+            raise ValueError(f"subset {cfg.subset!r} is empty")
+    if cfg.limit is not None and cfg.limit < len(positions):
+        pick = torch.randperm(len(positions), generator=torch.Generator().manual_seed(cfg.seed + 1))[: cfg.limit]
+        positions = [positions[i] for i in sorted(pick.tolist())]
+    train_pos, val_pos = split_halves(len(positions), cfg.train_portion, cfg.seed)
+    facts = {"dataset_size": len(dataset), "searched_images": len(positions),
+             "train_images": len(train_pos), "arch_images": len(val_pos)}
+    return (Subset(dataset, [positions[i] for i in train_pos]), Subset(dataset, [positions[i] for i in val_pos]),
+            info, facts)
+
+
+def _loader(ds: Dataset, cfg: SearchConfig, epoch: int, stream: int) -> DataLoader:
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 2 + stream)  # same order after resume
+    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers,
+                      pin_memory=cfg.device.startswith("cuda"), drop_last=False)
+
+
+def arch_summary(net: SearchNetwork) -> dict[str, Any]:
+    """alphas (raw and softmax per edge), betas (raw and normalised per node) of both cell types, as lists."""
+    out: dict[str, Any] = {"ops": list(PRIMITIVES)}
+    for kind in ("normal", "reduce"):
+        alphas = getattr(net, f"alphas_{kind}").detach().cpu()
+        betas = getattr(net, f"betas_{kind}").detach().cpu()
+        out[f"alphas_{kind}"] = alphas.tolist()
+        out[f"alphas_{kind}_softmax"] = F.softmax(alphas, dim=-1).tolist()
+        out[f"betas_{kind}"] = betas.tolist()
+        out[f"betas_{kind}_normalised"] = normalised_edge_weights(betas, net.steps).tolist()
+    return out
+
+
+def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> int:
+    return int((logits.argmax(1) == y).sum())
+
+
+def _run_epoch(model: Normalized, cfg: SearchConfig, train_ds, val_ds, epoch: int, w_opt, a_opt,
+               device: torch.device) -> dict[str, Any]:
+    net: SearchNetwork = model.net  # type: ignore[assignment]
+    search_arch = epoch >= cfg.warmup
+    model.train()
+    stats = dict(train_loss=0.0, train_correct=0, train_seen=0, val_loss=0.0, val_correct=0, val_seen=0)
+    val_iter = iter(_loader(val_ds, cfg, epoch, 1)) if search_arch else None
+    train_loader = _loader(train_ds, cfg, epoch, 0)
+    bar = tqdm(train_loader, desc=f"search {epoch + 1}/{cfg.epochs}" + (" (warm-up)" if not search_arch else ""),
+               disable=cfg.quiet, leave=False)
+    for x, y in bar:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if val_iter is not None:
+            try:
+                xv, yv = next(val_iter)
+            except StopIteration:
+                val_iter = iter(_loader(val_ds, cfg, epoch, 1))
+                xv, yv = next(val_iter)
+            xv, yv = xv.to(device, non_blocking=True), yv.to(device, non_blocking=True)
+            a_opt.zero_grad(set_to_none=True)
+            logits_v = model(xv)
+            loss_v = F.cross_entropy(logits_v, yv)
+            loss_v.backward()  # first-order: gradient at the current weights
+            a_opt.step()
+            stats["val_loss"] += loss_v.item() * len(yv)
+            stats["val_correct"] += _accuracy(logits_v.detach(), yv)
+            stats["val_seen"] += len(yv)
+        w_opt.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"search loss is {loss.item()} at epoch {epoch + 1}; lower --lr")
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.weight_parameters(), cfg.grad_clip)
+        w_opt.step()
+        stats["train_loss"] += loss.item() * len(y)
+        stats["train_correct"] += _accuracy(logits.detach(), y)
+        stats["train_seen"] += len(y)
+        bar.set_postfix(loss=f"{stats['train_loss'] / stats['train_seen']:.3f}")
+    bar.close()
+    record = {
+        "epoch": epoch + 1,
+        "lr": w_opt.param_groups[0]["lr"],
+        "arch_updated": search_arch,
+        "images_seen": stats["train_seen"] + stats["val_seen"],
+        "train_images_seen": stats["train_seen"],
+        "arch_images_seen": stats["val_seen"],
+        "train_loss": stats["train_loss"] / max(1, stats["train_seen"]),
+        "train_acc": stats["train_correct"] / max(1, stats["train_seen"]),
+        "val_loss": stats["val_loss"] / stats["val_seen"] if stats["val_seen"] else None,
+        "val_acc": stats["val_correct"] / stats["val_seen"] if stats["val_seen"] else None,
+    }
+    return record
+
+
+def _config_dict(cfg: SearchConfig) -> dict[str, Any]:
+    d = asdict(cfg)
+    if isinstance(d["subset"], (list, tuple)):
+        d["subset"] = [int(i) for i in d["subset"]]
+    return d
+
+
+def _check_resume(saved: dict[str, Any], cfg: SearchConfig, path: Path) -> None:
+    current = _config_dict(cfg)
+    diffs = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in current
+             if k not in RESUME_FREE_FIELDS and saved.get(k) != current[k]]
+    if diffs:
+        raise ValueError(f"--resume: settings differ from the checkpoint {path}: " + "; ".join(diffs))
+
+
+def _load_search_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no search checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ValueError(f"search checkpoint {path} is corrupt or not a torch file: {err}") from err
+    if not isinstance(state, dict) or state.get("kind") != "kmix-search":
+        raise ValueError(f"{path} is not a kmix search checkpoint")
+    return state
+
+
+def _write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    cols = ["epoch", "lr", "arch_updated", "wall_s", "images_seen", "train_images_seen", "arch_images_seen",
+            "train_loss", "train_acc", "val_loss", "val_acc"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(history)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def _outputs(out: Path, cfg: SearchConfig, net: SearchNetwork, history, facts, wall_s: float, done: bool) -> dict:
+    genotype = derive_genotype(net)
+    save_genotype(out / "genotype.json", genotype)
+    summary = {
+        "finished": done,
+        "wall_s": wall_s,
+        "epochs": len(history),
+        "epoch_wall_s": [h["wall_s"] for h in history],
+        "images_seen_per_epoch": [h["images_seen"] for h in history],
+        **facts,
+        "genotype": genotype.to_dict(),
+        "history": history,
+        "arch": arch_summary(net),
+        "config": _config_dict(cfg),
+    }
+    write_json_atomic(out / "search.json", summary)
+    _write_history_csv(out / "history.csv", history)
+    return summary
+
+
+def run_search(cfg: SearchConfig) -> dict[str, Any]:
+    """Run (or resume) the search; returns the search.json summary. Outputs land in cfg.out."""
+    cfg.validate()
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT_NAME
+    if not cfg.resume and ckpt_path.exists():
+        raise ValueError(f"out={str(out)!r} already holds a search checkpoint; pass --resume to continue it "
+                         "or choose another --out")
+    saved = _load_search_checkpoint(ckpt_path) if cfg.resume else None
+    if saved is not None:
+        _check_resume(saved["config"], cfg, ckpt_path)
+    device = torch.device(cfg.device)
+    train_ds, val_ds, info, facts = search_data(cfg)
+
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    net = SearchNetwork(info.num_classes, in_chans=info.in_chans, channels=cfg.channels, layers=cfg.layers,
+                        partial_k=cfg.partial_k)
+    model = Normalized(net, info.mean, info.std).to(device)
+    w_opt = torch.optim.SGD(net.weight_parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    a_opt = torch.optim.Adam(net.arch_parameters(), lr=cfg.arch_lr, betas=(0.5, 0.999),
+                             weight_decay=cfg.arch_weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=cfg.epochs, eta_min=cfg.lr_min)
+    history: list[dict[str, Any]] = []
+    wall_s = 0.0
+    start_epoch = 0
+    if saved is not None:
+        net.load_state_dict(saved["model"])
+        w_opt.load_state_dict(saved["w_opt"])
+        a_opt.load_state_dict(saved["a_opt"])
+        sched.load_state_dict(saved["sched"])
+        torch.set_rng_state(saved["rng"]["torch"])
+        random.setstate(saved["rng"]["python"])
+        np.random.set_state(saved["rng"]["numpy"])
+        history, wall_s, start_epoch = saved["history"], saved["wall_s"], saved["epoch"]
+    out.mkdir(parents=True, exist_ok=True)
+    summary = None
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        record = _run_epoch(model, cfg, train_ds, val_ds, epoch, w_opt, a_opt, device)
+        sched.step()
+        record["wall_s"] = time.perf_counter() - t0
+        wall_s += record["wall_s"]
+        record["genotype"] = derive_genotype(net).to_dict()
+        history.append(record)
+        save_checkpoint(ckpt_path, {
+            "kind": "kmix-search", "config": _config_dict(cfg), "epoch": epoch + 1, "model": net.state_dict(),
+            "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "sched": sched.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
+            "history": history, "wall_s": wall_s, "info": info.to_dict(),
+        })
+        summary = _outputs(out, cfg, net, history, facts, wall_s, done=epoch + 1 == cfg.epochs)
+        if not cfg.quiet:
+            tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: {record['wall_s']:.1f}s, train loss "
+                       f"{record['train_loss']:.3f} acc {record['train_acc']:.3f}"
+                       + (f", arch-half acc {record['val_acc']:.3f}" if record["val_acc"] is not None else " (warm-up)"))
+    if summary is None:  # resumed a finished run: rewrite the outputs
+        summary = _outputs(out, cfg, net, history, facts, wall_s, done=True)
+    _plot_alphas(out / "alphas.png", net)
+    return summary
+
+
+def _plot_alphas(path: Path, net: SearchNetwork) -> None:
+    """Heatmaps of softmax(alpha) x normalised beta per edge and op, normal and reduction cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
+    for ax, reduction in zip(axes, (False, True)):
+        op_w, edge_w = net.cell_weights(reduction)
+        w = (op_w * edge_w[:, None]).detach().cpu().numpy()
+        im = ax.imshow(w, aspect="auto", cmap="viridis")
+        labels = [f"n{i} <- s{j}" for i in range(net.steps) for j in range(i + 2)]
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xticks(range(len(PRIMITIVES)), PRIMITIVES, rotation=45, ha="right", fontsize=7)
+        ax.set_title(("reduction" if reduction else "normal") + " cell: softmax(alpha) x edge weight")
+        fig.colorbar(im, ax=ax)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def config_fields() -> Sequence[str]:
+    """Names of SearchConfig fields (for the CLI and docs)."""
+    return [f.name for f in fields(SearchConfig)]
