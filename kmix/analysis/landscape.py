@@ -1,0 +1,235 @@
+"""Loss landscape of trained models: loss vs Gaussian weight noise (1-D, paper Fig. 3b) and the loss surface
+along the top-2 Hessian eigenvectors (2-D, Fig. 3a), with top eigenvalues and the Hutchinson trace.
+
+All scans use the model in eval mode (BatchNorm running statistics fixed, dropout off) on a fixed
+evaluation subset; the model's weights are never modified (perturbed weights go through functional_call).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from kmix.analysis.hessian import LossOnData, Vector, hutchinson_trace, top_eigenpairs, vaxpy
+from kmix.analysis.outputs import new_figure, save_figure, write_csv, write_json
+
+NOISE_MODES = ("plain", "filter")
+
+
+def gaussian_direction(loss: LossOnData, mode: str, gen: torch.Generator) -> Vector:
+    """A random weight-space direction.
+
+    plain:  i.i.d. N(0, 1) on every parameter, so weights move by sigma * N(0, 1).
+    filter: Li et al.'s filter normalisation: each output filter/row of a weight with >= 2 dims is rescaled
+            to the norm of that filter of the weights; 1-D parameters (biases, BN affine) are not perturbed.
+    """
+    if mode not in NOISE_MODES:
+        raise ValueError(f"noise mode must be one of {NOISE_MODES}, got {mode!r}")
+    out = []
+    for p in loss.params:
+        p = p.detach()
+        d = torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
+        if mode == "filter":
+            if p.dim() <= 1:
+                d = torch.zeros_like(p)
+            else:
+                pn = p.flatten(1).norm(dim=1).view(-1, *([1] * (p.dim() - 1)))
+                dn = d.flatten(1).norm(dim=1).view(-1, *([1] * (p.dim() - 1)))
+                d = d * pn / dn.clamp_min(1e-12)
+        out.append(d)
+    return out
+
+
+def loss_vs_sigma(loss: LossOnData, sigmas: Sequence[float], repeats: int = 5, mode: str = "plain",
+                  seed: int = 0, quiet: bool = True) -> list[dict]:
+    """Rows (sigma, repeat, loss, top1_err) for weights + sigma * direction, `repeats` draws per sigma>0."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if any(s < 0 or not math.isfinite(s) for s in sigmas):
+        raise ValueError(f"sigmas must be finite and >= 0, got {list(sigmas)}")
+    gen = torch.Generator().manual_seed(seed)
+    base = [p.detach() for p in loss.params]
+    rows = []
+    jobs = [(s, r) for s in sigmas for r in range(1 if s == 0 else repeats)]
+    for sigma, r in tqdm(jobs, desc="loss vs sigma", disable=quiet, leave=False):
+        if sigma == 0:
+            value, err = loss.evaluate()
+        else:
+            value, err = loss.evaluate(vaxpy(sigma, gaussian_direction(loss, mode, gen), base))
+        rows.append({"sigma": sigma, "repeat": r, "loss": value, "top1_err": err})
+    return rows
+
+
+def summarize_sigma(rows: Sequence[dict]) -> list[dict]:
+    """Per sigma: mean and standard deviation of the loss (and error) over the draws."""
+    out = []
+    for sigma in sorted({r["sigma"] for r in rows}):
+        losses = [r["loss"] for r in rows if r["sigma"] == sigma]
+        errs = [r["top1_err"] for r in rows if r["sigma"] == sigma]
+        mean = sum(losses) / len(losses)
+        std = math.sqrt(sum((v - mean) ** 2 for v in losses) / (len(losses) - 1)) if len(losses) > 1 else 0.0
+        out.append({"sigma": sigma, "loss_mean": mean, "loss_std": std, "top1_err_mean": sum(errs) / len(errs),
+                    "draws": len(losses)})
+    return out
+
+
+def loss_surface(loss: LossOnData, d1: Vector, d2: Vector, radius: float = 1.0, grid: int = 11,
+                 quiet: bool = True) -> tuple[list[float], list[float], list[list[float]]]:
+    """Loss at weights + a * d1 + b * d2 on a grid x grid lattice of a, b in [-radius, radius]."""
+    if grid < 2 or radius <= 0:
+        raise ValueError(f"need grid >= 2 and radius > 0, got grid={grid}, radius={radius}")
+    coords = [-radius + 2 * radius * i / (grid - 1) for i in range(grid)]
+    base = [p.detach() for p in loss.params]
+    values = [[0.0] * grid for _ in range(grid)]
+    bar = tqdm(total=grid * grid, desc="loss surface", disable=quiet, leave=False)
+    for i, a in enumerate(coords):
+        for j, b in enumerate(coords):
+            values[i][j] = loss.evaluate(vaxpy(b, d2, vaxpy(a, d1, base)))[0]
+            bar.update()
+    bar.close()
+    return coords, coords, values
+
+
+@dataclass
+class LandscapeConfig:
+    """`kmix landscape`: checkpoints, evaluation data and scan settings."""
+
+    checkpoints: list[str]
+    data: str = "digits"
+    root: str | None = None
+    out: str = "landscape"
+    sigmas: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1])
+    repeats: int = 5
+    noise: str = "plain"
+    grid: int = 11
+    radius: float = 0.25
+    eigen: int = 2
+    power_iters: int = 50
+    trace_samples: int = 20
+    surface: bool = True
+    limit: int | None = 256
+    batch_size: int = 128
+    image_size: int | None = None
+    arch: str | None = None  # plain state_dict checkpoints: build them as this registry/tv:/timm: name
+    seed: int = 0
+    device: str = "auto"
+    quiet: bool = False
+
+    def validate(self) -> None:
+        if not self.checkpoints:
+            raise ValueError("checkpoints: give at least one checkpoint")
+        for c in self.checkpoints:
+            if not Path(c).is_file():
+                raise FileNotFoundError(f"checkpoint not found: {c}")
+        if self.noise not in NOISE_MODES:
+            raise ValueError(f"noise must be one of {NOISE_MODES}, got {self.noise!r}")
+        if not self.sigmas or any(s < 0 or not math.isfinite(s) for s in self.sigmas):
+            raise ValueError(f"sigmas must be a non-empty list of finite values >= 0, got {self.sigmas}")
+        for name in ("repeats", "power_iters", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.trace_samples < 0:
+            raise ValueError(f"trace_samples must be >= 0 (0 skips the trace), got {self.trace_samples}")
+        if self.eigen < (2 if self.surface else 0):
+            raise ValueError(f"eigen must be >= 2 for the 2-D surface (or >= 0 without it), got {self.eigen}")
+        if self.surface and (self.grid < 2 or self.radius <= 0):
+            raise ValueError(f"need grid >= 2 and radius > 0, got grid={self.grid}, radius={self.radius}")
+
+
+def run_landscape(cfg: LandscapeConfig) -> dict:
+    """Scan every checkpoint; write sigma.csv/png, summary.json/csv and per-model surface CSV/PNG under cfg.out."""
+    from kmix.analysis.data import load_eval_data, stack_dataset
+    from kmix.analysis.models import load_analysis_model, resolve_device
+
+    cfg.validate()
+    device = resolve_device(cfg.device)
+    dataset, _ = load_eval_data(cfg.data, root=cfg.root, limit=cfg.limit, seed=cfg.seed, image_size=cfg.image_size)
+    batches = stack_dataset(dataset, cfg.batch_size)
+    out = Path(cfg.out)
+    sigma_rows, models = [], []
+    labels = _unique_labels(cfg.checkpoints)
+    for path, label in zip(cfg.checkpoints, labels):
+        lm = load_analysis_model(path, arch=cfg.arch, device=device)
+        loss = LossOnData(lm.model, batches, device)
+        base_loss, base_err = loss.evaluate()
+        rows = loss_vs_sigma(loss, cfg.sigmas, cfg.repeats, cfg.noise, cfg.seed, cfg.quiet)
+        sigma_rows += [{"model": label, **r} for r in rows]
+        info = {"model": label, "checkpoint": str(path), "loss": base_loss, "top1_err": base_err,
+                "num_params": sum(p.numel() for p in loss.params)}
+        if cfg.eigen > 0:
+            eigvals, eigvecs = top_eigenpairs(loss, cfg.eigen, cfg.power_iters, seed=cfg.seed, quiet=cfg.quiet)
+            info["top_eigenvalues"] = eigvals
+        if cfg.trace_samples > 0:
+            info["hessian_trace"], info["hessian_trace_stderr"] = hutchinson_trace(
+                loss, cfg.trace_samples, seed=cfg.seed, quiet=cfg.quiet)
+        if cfg.surface:
+            a, b, grid = loss_surface(loss, eigvecs[0], eigvecs[1], cfg.radius, cfg.grid, cfg.quiet)
+            write_csv(out / f"surface_{label}.csv",
+                      [{"alpha": x, "beta": y, "loss": grid[i][j]} for i, x in enumerate(a) for j, y in enumerate(b)])
+            _plot_surface(a, b, grid, f"{label}: loss along top-2 Hessian eigenvectors", out / f"surface_{label}.png")
+            info["surface_min"] = min(min(r) for r in grid)
+            info["surface_max"] = max(max(r) for r in grid)
+        models.append(info)
+        if not cfg.quiet:
+            eig = ", ".join(f"{v:.4g}" for v in info.get("top_eigenvalues", []))
+            tr = f"{info['hessian_trace']:.4g} ± {info['hessian_trace_stderr']:.2g}" if "hessian_trace" in info else "-"
+            print(f"{label}: loss {base_loss:.4f}  top-1 err {base_err:.4f}  top eigenvalues [{eig}]  trace {tr}")
+    summary_rows = [{"model": m["model"], **s} for m in models
+                    for s in summarize_sigma([r for r in sigma_rows if r["model"] == m["model"]])]
+    write_csv(out / "sigma_draws.csv", sigma_rows)
+    write_csv(out / "sigma.csv", summary_rows)
+    _plot_sigma(summary_rows, cfg.noise, out / "sigma.png")
+    result = {"config": asdict(cfg), "models": models, "sigma": summary_rows}
+    write_json(out / "landscape.json", result)
+    return result
+
+
+def _unique_labels(paths: Sequence[str]) -> list[str]:
+    stems = [Path(p).stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    # several 'best.pt': use the parent folder name too
+    return [f"{Path(p).parent.name}_{Path(p).stem}" if stems.count(Path(p).stem) > 1 else Path(p).stem
+            for p in paths]
+
+
+def _plot_sigma(rows: Sequence[dict], noise: str, path: Path) -> None:
+    fig, ax = new_figure(figsize=(6, 4))
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        xs = [r["sigma"] for r in mine]
+        m = [r["loss_mean"] for r in mine]
+        s = [r["loss_std"] for r in mine]
+        ax.errorbar(xs, m, yerr=s, marker="o", capsize=3, label=model)
+    ax.set_xlabel(f"sigma of Gaussian weight noise ({noise})")
+    ax.set_ylabel("loss (mean ± std over draws)")
+    ax.set_title("Loss under weight perturbation")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+def _plot_surface(a: Sequence[float], b: Sequence[float], grid: Sequence[Sequence[float]], title: str,
+                  path: Path) -> None:
+    import numpy as np
+
+    fig, _ = new_figure(figsize=(11, 4.5))
+    fig.clf()
+    A, B = np.meshgrid(np.asarray(a), np.asarray(b), indexing="ij")
+    Z = np.asarray(grid)
+    ax3 = fig.add_subplot(1, 2, 1, projection="3d")
+    ax3.plot_surface(A, B, Z, cmap="viridis", linewidth=0, antialiased=True)
+    ax3.set_xlabel("eigvec 1")
+    ax3.set_ylabel("eigvec 2")
+    ax3.set_zlabel("loss")
+    ax2 = fig.add_subplot(1, 2, 2)
+    cs = ax2.contour(A, B, Z, levels=15, cmap="viridis")
+    ax2.clabel(cs, inline=True, fontsize=7)
+    ax2.set_xlabel("eigvec 1")
+    ax2.set_ylabel("eigvec 2")
+    fig.suptitle(title)
+    save_figure(fig, path)

@@ -1,0 +1,61 @@
+"""Helpers for the analysis tests: small digits checkpoints trained inline (no dependency on kmix.train.fit)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from kmix.data.digits import DIGITS_INFO, DigitsDataset
+from kmix.models import Normalized, build_model
+from kmix.train.checkpoint import model_meta, save_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run each analysis test on one intra-op thread: on the shared 2-core machine, 2 threads are ~20x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@lru_cache(maxsize=2)
+def digits(train: bool) -> DigitsDataset:
+    return DigitsDataset(train=train)
+
+
+def train_digits_checkpoint(path: Path, *, seed: int = 0, steps: int = 60, width: int = 8,
+                            arch: str = "small_cnn") -> Path:
+    """A few SGD steps of small_cnn on digits (about a second), saved as a kmix checkpoint."""
+    torch.manual_seed(seed)
+    kwargs = {"width": width} if arch == "small_cnn" else {}
+    net = build_model(arch, num_classes=10, in_chans=1, **kwargs)
+    model = Normalized(net, DIGITS_INFO.mean, DIGITS_INFO.std)
+    data = digits(True)
+    x, y = data.tensors
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(y), (64,), generator=gen)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    save_checkpoint(path, {"model": net.state_dict(), "model_meta": model_meta(arch, DIGITS_INFO, **kwargs)})
+    return path
+
+
+def test_support_checkpoint_learns(tmp_path):
+    """The helper's checkpoints are trained (well above chance), so the analyses below see a real model."""
+    from kmix.train.checkpoint import load_model
+
+    path = train_digits_checkpoint(tmp_path / "m.pt")
+    model, meta = load_model(path)
+    x, y = digits(False).tensors
+    with torch.no_grad():
+        acc = (model(x).argmax(1) == y).float().mean().item()
+    assert meta["name"] == "small_cnn" and acc > 0.5
