@@ -30,6 +30,15 @@ def digits(train: bool) -> DigitsDataset:
 def train_digits_checkpoint(path: Path, *, seed: int = 0, steps: int = 60, width: int = 8,
                             arch: str = "small_cnn") -> Path:
     """A few SGD steps of small_cnn on digits (about a second), saved as a kmix checkpoint."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(path, seed, steps, width, arch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(path: Path, seed: int, steps: int, width: int, arch: str) -> Path:
     torch.manual_seed(seed)
     kwargs = {"width": width} if arch == "small_cnn" else {}
     net = build_model(arch, num_classes=10, in_chans=1, **kwargs)
