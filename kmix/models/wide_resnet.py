@@ -1,0 +1,81 @@
+"""Wide Residual Networks for CIFAR-sized inputs (Zagoruyko & Komodakis, BMVC 2016): WRN-d-k has
+(d-4)/6 pre-activation basic blocks per stage with 16k, 32k, 64k channels, optional dropout between
+the two convolutions, and 1x1 conv shortcuts where the shape changes.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kmix.models.registry import register_model
+
+STEM_WIDTH = 16
+STAGE_STRIDES = (1, 2, 2)
+
+
+class WideBlock(nn.Module):
+    """BN-ReLU-conv3x3-[dropout]-BN-ReLU-conv3x3 plus the identity or a 1x1 projection."""
+
+    def __init__(self, cin: int, cout: int, stride: int, dropout: float):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.project = None
+        if stride != 1 or cin != cout:
+            self.project = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = F.relu(self.bn1(x))
+        shortcut = x if self.project is None else self.project(pre)
+        out = self.dropout(F.relu(self.bn2(self.conv1(pre))))
+        return self.conv2(out) + shortcut
+
+
+class WideResNet(nn.Module):
+    """conv3x3(16) stem, three stages of wide blocks (strides 1, 2, 2), BN-ReLU, global pool, FC."""
+
+    def __init__(self, depth: int, widen: int, num_classes: int, in_chans: int = 3, dropout: float = 0.0):
+        super().__init__()
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
+            raise ValueError(f"WideResNet depth must be 6n+4 with n >= 1, got depth={depth!r}")
+        if isinstance(widen, bool) or not isinstance(widen, int) or widen < 1:
+            raise ValueError(f"WideResNet widen factor must be a positive int, got widen={widen!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got dropout={dropout!r}")
+        per_stage = (depth - 4) // 6
+        self.stem = nn.Conv2d(in_chans, STEM_WIDTH, 3, padding=1, bias=False)
+        layers, cin = [], STEM_WIDTH
+        for stage, stride in enumerate(STAGE_STRIDES):
+            width = STEM_WIDTH * widen * 2 ** stage
+            for i in range(per_stage):
+                layers.append(WideBlock(cin, width, stride if i == 0 else 1, dropout))
+                cin = width
+        self.blocks = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(cin, num_classes)
+        self.num_features = cin
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.head(self.blocks(self.stem(x))))
+
+
+@register_model("wide_resnet")
+def wide_resnet(*, num_classes: int, in_chans: int = 3, depth: int = 16, widen: int = 8,
+                dropout: float = 0.0) -> nn.Module:
+    """Generic WRN-depth-widen (depth 6n+4)."""
+    return WideResNet(depth, widen, num_classes, in_chans=in_chans, dropout=dropout)
+
+
+@register_model("wrn16_8")
+def wrn16_8(*, num_classes: int, in_chans: int = 3, dropout: float = 0.0) -> nn.Module:
+    """WRN-16-8: 2 blocks per stage, 128/256/512 channels (~11.0M parameters)."""
+    return WideResNet(16, 8, num_classes, in_chans=in_chans, dropout=dropout)
