@@ -92,9 +92,10 @@ def apply_mixup(pool: torch.Tensor, index: torch.Tensor, phi: torch.Tensor) -> t
     channels_last = pool.is_contiguous(memory_format=torch.channels_last) and not pool.is_contiguous()
     view = pool.permute(0, 2, 3, 1) if channels_last else pool  # a contiguous view either way
     flat = view.reshape(pool.shape[0], -1)
-    out = flat.index_select(0, index[:, 0]).to(work_dtype).mul_(weights[:, 0, None])
+    # advanced indexing, not index_select: the latter is ~20x slower for long rows on CPU (torch 2.14)
+    out = flat[index[:, 0]].to(work_dtype).mul_(weights[:, 0, None])
     for k in range(1, index.shape[1]):
-        out.addcmul_(flat.index_select(0, index[:, k]).to(work_dtype), weights[:, k, None])
+        out.addcmul_(flat[index[:, k]].to(work_dtype), weights[:, k, None])
     if not pool.is_floating_point():
         info = torch.iinfo(pool.dtype)
         out = out.round_().clamp_(info.min, info.max).to(pool.dtype)
