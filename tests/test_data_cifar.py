@@ -125,3 +125,38 @@ def test_cifar_rejects_other_image_sizes_and_classes(tmp_path):
 def test_unknown_dataset_name():
     with pytest.raises(ValueError, match="unknown dataset 'cifar11'"):
         build_dataset("cifar11")
+
+
+def test_download_flag_does_not_refetch_present_files(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar as tv_cifar
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("tried to download although the files are present")
+
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", no_network)
+    write_cifar10(tmp_path)
+    ds, _ = build_dataset("cifar10", root=tmp_path, download=True)
+    assert len(ds) == 5 * PER_BATCH
+
+
+def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets.cifar as tv_cifar
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", offline)
+    with pytest.raises(FileNotFoundError, match="cifar100 is not under root .* downloading it failed: .*no network"):
+        build_dataset("cifar100", root=tmp_path, download=True)
+
+
+def test_dataset_pickles_for_spawned_dataloader_workers(tmp_path):
+    write_cifar100(tmp_path)
+    ds, _ = build_dataset("cifar100", root=tmp_path, augment=True)
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone.targets == ds.targets and torch.equal(clone.images, ds.images)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)
+    x, y = next(iter(loader))
+    assert x.shape == (4, 3, 32, 32) and y.dtype == torch.int64

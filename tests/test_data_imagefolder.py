@@ -10,7 +10,7 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 
 from kmix.data import build_dataset
-from kmix.data.imagefolder import class_index_map, read_class_list
+from kmix.data.imagefolder import class_index_map, find_unreadable_images, read_class_list
 from kmix.data.transforms import IMAGENET_MEAN
 
 CLASSES = ("n001", "n002", "n003")
@@ -120,6 +120,8 @@ def test_corrupt_image_error_names_the_file(split_root):
     ds, _ = build_dataset(str(split_root), image_size=8)
     with pytest.raises(ValueError, match=f"cannot read image {bad}"):
         ds[5]
+    assert ds[4][0].shape == (3, 8, 8)  # its neighbours still load
+    assert find_unreadable_images(ds) == [str(bad)]
 
 
 def test_imagenette_train_folder(imagenette_root):
@@ -129,3 +131,11 @@ def test_imagenette_train_folder(imagenette_root):
     assert len(ds) == len(ds.targets) > 9000
     x, y = ds[len(ds) // 2]
     assert x.shape == (3, 64, 64) and 0 <= y < 10
+
+
+def test_dataset_pickles_for_spawned_dataloader_workers(split_root):
+    import pickle
+
+    ds, _ = build_dataset(str(split_root), classes=["n002"], image_size=8)
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone.classes == ["n002"] and torch.equal(clone[1][0], ds[1][0])

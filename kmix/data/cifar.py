@@ -94,7 +94,12 @@ def build_cifar(name: str, root: str | os.PathLike, *, train: bool = True, augme
     root = Path(root).expanduser()
     if not download:
         _require_files(name, root)
-    dataset = _KMIX_CLASSES[name](root, train=train, augment=augment, download=download)
+    try:
+        dataset = _KMIX_CLASSES[name](root, train=train, augment=augment, download=download)
+    except OSError as err:  # download=True without network, a failed MD5, a full disk
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise FileNotFoundError(f"{name} is not under root {str(root)!r} and downloading it failed: {err}") from err
     mean, std = _STATS[name]
     info = DatasetInfo(
         name=name, num_classes=len(dataset.classes), in_chans=3, input_size=CIFAR_SIZE,

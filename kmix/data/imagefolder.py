@@ -9,9 +9,10 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from tqdm import tqdm
+
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets import ImageFolder
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from kmix.data.info import DatasetInfo
 from kmix.data.transforms import IMAGENET_MEAN, IMAGENET_STD, imagenet_transform
@@ -29,6 +30,18 @@ def load_rgb(path: str) -> Image.Image:
             return img.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
+
+
+def find_unreadable_images(dataset: "KmixImageFolder", quiet: bool = True) -> list[str]:
+    """Paths of the images PIL cannot decode: an opt-in check before a long run (reads every file)."""
+    bad = []
+    for path, _ in tqdm(dataset.samples, desc="checking images", unit="img", disable=quiet):
+        try:
+            with Image.open(path) as img:
+                img.load()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            bad.append(path)
+    return bad
 
 
 def read_class_list(path: str | os.PathLike) -> list[str]:
