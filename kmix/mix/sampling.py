@@ -12,41 +12,15 @@ def _device_of(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
 
 
-def sample_gamma(shape: torch.Size | tuple[int, ...], concentration: torch.Tensor,
-                 generator: torch.Generator | None = None, rounds: int = 3) -> torch.Tensor:
-    """log of Gamma(concentration, 1) draws, float64, via Marsaglia-Tsang with the alpha<1 boost.
-
-    Written here (not torch.distributions) because torch's gamma sampler ignores `generator`.
-    `rounds` proposals are drawn at once and the first accepted one is kept (acceptance is > 95%
-    per proposal); the rare element with none accepted is redrawn. Working in log space keeps
-    Dirichlet draws with tiny alpha from underflowing to 0/0.
-    """
-    device = _device_of(generator)
-    a = concentration.to(device=device, dtype=torch.float64).expand(shape)
-    boost = a < 1
-    d = torch.where(boost, a + 1, a) - 1.0 / 3.0
-    c = torch.rsqrt(9.0 * d)
-    z = torch.randn((rounds, *shape), dtype=torch.float64, device=device, generator=generator)
-    u = torch.rand((rounds + 1, *shape), dtype=torch.float64, device=device, generator=generator)
-    v = (1 + c * z) ** 3
-    log_v = torch.log(v.clamp_min(1e-300))
-    ok = (v > 0) & (torch.log(u[:-1]) < 0.5 * z * z + d - d * v + d * log_v)
-    first = ok.to(torch.uint8).argmax(dim=0, keepdim=True)  # first accepted proposal
-    log_g = torch.log(d) + log_v.gather(0, first)[0]
-    missing = ~ok.any(dim=0)
-    if bool(missing.any()):  # probability ~1e-4 per element: redraw just those
-        log_g[missing] = sample_gamma((int(missing.sum()),), a[missing] + boost[missing], generator, rounds)
-    return torch.where(boost, log_g + torch.log(u[-1].clamp_min(1e-300)) / a, log_g)
-
-
 def sample_dirichlet(n: int, alpha: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Proportions phi (n, K) ~ Dirichlet(alpha), rows summing to 1.
+    """Proportions phi (n, K) ~ Dirichlet(alpha), float64, rows summing to 1.
 
-    float64: with small alpha many proportions lie within 1e-7 of 1, where float32 would round
-    them to exactly 1 (a visible atom in the distribution).
+    Uses torch's own Dirichlet kernel (`torch._sample_dirichlet`, the one behind
+    torch.distributions.Dirichlet), which, unlike `Dirichlet.sample`, takes a generator. float64:
+    with small alpha many proportions lie within 1e-7 of 1, where float32 would round them to 1.
     """
-    log_g = sample_gamma((n, alpha.numel()), alpha.reshape(1, -1), generator)
-    return torch.softmax(log_g, dim=1)
+    concentration = alpha.to(device=_device_of(generator), dtype=torch.float64).reshape(1, -1).expand(n, -1)
+    return torch._sample_dirichlet(concentration.contiguous(), generator=generator)
 
 
 def sample_partners(n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
