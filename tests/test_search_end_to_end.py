@@ -137,3 +137,20 @@ def test_bad_input_gives_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="needs a genotype"):
         build_model("darts", num_classes=10)
     assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.slow
+def test_kmix_train_trains_the_found_cell(searched, tmp_path):
+    """search -> `kmix train --model darts --genotype` -> a checkpoint that load_model rebuilds."""
+    pytest.importorskip("kmix.cli.train")
+    from kmix.train.checkpoint import load_model
+
+    out = tmp_path / "train"
+    argv = ["train", "--data", "digits", "--model", "darts", "--genotype", str(searched / "genotype.json"),
+            "--model-arg", "layers=3", "--model-arg", "channels=8", "--auxiliary-weight", "0.4",
+            "--drop-path", "0.2", "--epochs", "1", "--limit-train-batches", "2", "--batch-size", "32",
+            "--device", "cpu", "--no-tensorboard", "--quiet", "--out", str(out)]
+    assert main(argv) == 0
+    model, meta = load_model(out / "last.pt")
+    assert meta["name"] == "darts" and meta["kwargs"]["genotype"] == json.loads((searched / "genotype.json").read_text())
+    assert model(torch.rand(2, 1, 16, 16)).shape == (2, 10)
