@@ -115,3 +115,13 @@ def test_torchattacks_oracle_if_installed(ckpts, batch):
     x, y = batch
     theirs = torchattacks.FGSM(model, eps=8 / 255)(x, y)
     assert torch.allclose(fgsm(model, x, y, 8 / 255), theirs, atol=1e-6)
+
+
+def test_torchattacks_pgd_oracle_if_installed(ckpts, batch):
+    torchattacks = pytest.importorskip("torchattacks")
+    model, _ = load_model(ckpts["a"])
+    x, y = batch
+    eps, step = 8 / 255, 2 / 255
+    theirs = torchattacks.PGD(model, eps=eps, alpha=step, steps=5, random_start=False)(x, y)
+    ours = pgd(model, x, y, eps, steps=5, step_size=step, random_start=False)
+    assert torch.allclose(ours, theirs, atol=1e-6)
