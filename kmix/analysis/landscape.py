@@ -141,7 +141,8 @@ class LandscapeConfig:
 
 
 def run_landscape(cfg: LandscapeConfig) -> dict:
-    """Scan every checkpoint; write sigma.csv/png, summary.json/csv and per-model surface CSV/PNG under cfg.out."""
+    """Scan every checkpoint; write landscape.json, sigma.csv (mean/std per sigma), sigma_draws.csv, sigma.png
+    and per-model surface_<model>.csv/png under cfg.out (rewritten after each model)."""
     from kmix.analysis.data import load_eval_data, stack_dataset
     from kmix.analysis.models import load_analysis_model, resolve_device
 
@@ -154,30 +155,40 @@ def run_landscape(cfg: LandscapeConfig) -> dict:
     labels = _unique_labels(cfg.checkpoints)
     for path, label in zip(cfg.checkpoints, labels):
         lm = load_analysis_model(path, arch=cfg.arch, device=device)
-        loss = LossOnData(lm.model, batches, device)
-        base_loss, base_err = loss.evaluate()
-        rows = loss_vs_sigma(loss, cfg.sigmas, cfg.repeats, cfg.noise, cfg.seed, cfg.quiet)
-        sigma_rows += [{"model": label, **r} for r in rows]
-        info = {"model": label, "checkpoint": str(path), "loss": base_loss, "top1_err": base_err,
-                "num_params": sum(p.numel() for p in loss.params)}
-        if cfg.eigen > 0:
-            eigvals, eigvecs = top_eigenpairs(loss, cfg.eigen, cfg.power_iters, seed=cfg.seed, quiet=cfg.quiet)
-            info["top_eigenvalues"] = eigvals
-        if cfg.trace_samples > 0:
-            info["hessian_trace"], info["hessian_trace_stderr"] = hutchinson_trace(
-                loss, cfg.trace_samples, seed=cfg.seed, quiet=cfg.quiet)
-        if cfg.surface:
-            a, b, grid = loss_surface(loss, eigvecs[0], eigvecs[1], cfg.radius, cfg.grid, cfg.quiet)
-            write_csv(out / f"surface_{label}.csv",
-                      [{"alpha": x, "beta": y, "loss": grid[i][j]} for i, x in enumerate(a) for j, y in enumerate(b)])
-            _plot_surface(a, b, grid, f"{label}: loss along top-2 Hessian eigenvectors", out / f"surface_{label}.png")
-            info["surface_min"] = min(min(r) for r in grid)
-            info["surface_max"] = max(max(r) for r in grid)
+        info, rows = _scan_model(LossOnData(lm.model, batches, device), label, cfg, out)
+        info["checkpoint"] = str(path)
         models.append(info)
-        if not cfg.quiet:
-            eig = ", ".join(f"{v:.4g}" for v in info.get("top_eigenvalues", []))
-            tr = f"{info['hessian_trace']:.4g} ± {info['hessian_trace_stderr']:.2g}" if "hessian_trace" in info else "-"
-            print(f"{label}: loss {base_loss:.4f}  top-1 err {base_err:.4f}  top eigenvalues [{eig}]  trace {tr}")
+        sigma_rows += rows
+        result = _write_results(out, cfg, models, sigma_rows)  # after every model: an interruption loses one
+    return result
+
+
+def _scan_model(loss: LossOnData, label: str, cfg: LandscapeConfig, out: Path) -> tuple[dict, list[dict]]:
+    """All scans of one model: loss vs sigma, eigenpairs, trace, surface (written to out); returns (info, rows)."""
+    base_loss, base_err = loss.evaluate()
+    rows = [{"model": label, **r} for r in loss_vs_sigma(loss, cfg.sigmas, cfg.repeats, cfg.noise, cfg.seed, cfg.quiet)]
+    info = {"model": label, "loss": base_loss, "top1_err": base_err, "num_params": sum(p.numel() for p in loss.params)}
+    if cfg.eigen > 0:
+        eigvals, eigvecs = top_eigenpairs(loss, cfg.eigen, cfg.power_iters, seed=cfg.seed, quiet=cfg.quiet)
+        info["top_eigenvalues"] = eigvals
+    if cfg.trace_samples > 0:
+        info["hessian_trace"], info["hessian_trace_stderr"] = hutchinson_trace(
+            loss, cfg.trace_samples, seed=cfg.seed, quiet=cfg.quiet)
+    if cfg.surface:
+        a, b, grid = loss_surface(loss, eigvecs[0], eigvecs[1], cfg.radius, cfg.grid, cfg.quiet)
+        write_csv(out / f"surface_{label}.csv",
+                  [{"alpha": x, "beta": y, "loss": grid[i][j]} for i, x in enumerate(a) for j, y in enumerate(b)])
+        _plot_surface(a, b, grid, f"{label}: loss along top-2 Hessian eigenvectors", out / f"surface_{label}.png")
+        info["surface_min"] = min(min(r) for r in grid)
+        info["surface_max"] = max(max(r) for r in grid)
+    if not cfg.quiet:
+        eig = ", ".join(f"{v:.4g}" for v in info.get("top_eigenvalues", []))
+        tr = f"{info['hessian_trace']:.4g} ± {info['hessian_trace_stderr']:.2g}" if "hessian_trace" in info else "-"
+        print(f"{label}: loss {base_loss:.4f}  top-1 err {base_err:.4f}  top eigenvalues [{eig}]  trace {tr}")
+    return info, rows
+
+
+def _write_results(out: Path, cfg: LandscapeConfig, models: list[dict], sigma_rows: list[dict]) -> dict:
     summary_rows = [{"model": m["model"], **s} for m in models
                     for s in summarize_sigma([r for r in sigma_rows if r["model"] == m["model"]])]
     write_csv(out / "sigma_draws.csv", sigma_rows)
