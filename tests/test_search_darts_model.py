@@ -72,3 +72,18 @@ def test_bad_arguments():
         DartsNetwork(DARTS_V2, num_classes=10, stem="mobile")
     with pytest.raises(ValueError, match=r"genotype: normal\[0\]: unknown op"):
         DartsNetwork({**DARTS_V2, "normal": [["conv", 0]] + DARTS_V2["normal"][1:]}, num_classes=10)
+
+
+@pytest.mark.parametrize("recipe", ["darts_eval_cifar100.yaml", "darts_eval_cifar100_dcutmix.yaml"])
+def test_darts_recipes_build_the_cifar_evaluation_net(recipe):
+    from pathlib import Path
+
+    from kmix.train import load_recipe
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / recipe
+    cfg = load_recipe(path)
+    assert (cfg.model, cfg.epochs, cfg.lr, cfg.weight_decay, cfg.auxiliary_weight, cfg.drop_path) == \
+        ("darts", 600, 0.025, 3e-4, 0.4, 0.3)
+    net = build_model(cfg.model, num_classes=100, in_chans=3, genotype=DARTS_V2, **cfg.model_kwargs)
+    assert len(net.cells) == 20 and net.aux_head is not None
+    assert _count(net) == 3_349_342 + 90 * (net.classifier.in_features + 1)  # 100 instead of 10 classes
