@@ -139,3 +139,27 @@ def test_dataset_pickles_for_spawned_dataloader_workers(split_root):
     ds, _ = build_dataset(str(split_root), classes=["n002"], image_size=8)
     clone = pickle.loads(pickle.dumps(ds))
     assert clone.classes == ["n002"] and torch.equal(clone[1][0], ds[1][0])
+
+
+def test_split_imagefolder_makes_a_seeded_stratified_holdout(tmp_path):
+    from kmix.data.imagefolder import split_imagefolder
+
+    src = tmp_path / "src"
+    _write_tree(src / "train", per_class=5)
+    record = split_imagefolder(src, tmp_path / "split", val_fraction=0.4, seed=3)
+    assert record["n_val"] == 6 and record["n_train"] == 9  # 2 of 5 per class held out
+    train, info = build_dataset(str(tmp_path / "split"), train=True, image_size=8)
+    val, _ = build_dataset(str(tmp_path / "split"), train=False, image_size=8)
+    assert info.class_names == CLASSES and info.name == "split"
+    assert sorted(val.targets) == [0, 0, 1, 1, 2, 2] and len(train) == 9
+    names = lambda ds: {Path(p).relative_to(Path(p).parents[1]).as_posix() for p, _ in ds.samples}
+    assert names(train).isdisjoint(names(val)) and len(names(train) | names(val)) == 15
+    assert sorted(names(val)) == record["val"]
+    link = Path(val.samples[0][0])
+    assert link.is_symlink() and link.resolve().parents[1] == (src / "train").resolve()
+    again = split_imagefolder(src, tmp_path / "split2", val_fraction=0.4, seed=3)
+    assert again["val"] == record["val"]  # same seed, same split
+    with pytest.raises(FileExistsError, match="not empty"):
+        split_imagefolder(src, tmp_path / "split", val_fraction=0.4)
+    with pytest.raises(ValueError, match="val_fraction must be in"):
+        split_imagefolder(src, tmp_path / "x", val_fraction=1.0)

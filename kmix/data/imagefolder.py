@@ -146,3 +146,47 @@ def build_imagefolder(path: str | os.PathLike, *, train: bool = True, augment: b
         mean=IMAGENET_MEAN, std=IMAGENET_STD, class_names=tuple(dataset.classes),
     )
     return dataset, info
+
+
+def split_imagefolder(src: str | os.PathLike, dst: str | os.PathLike, *, val_fraction: float = 0.1,
+                      seed: int = 0) -> dict:
+    """Write `dst/train` and `dst/val` as symlink trees over a class-folder tree `src` (a seeded,
+    per-class hold-out) plus `dst/split.json` recording it; `build_dataset(dst)` then reads both splits.
+
+    For data shipped with a training split only (e.g. Imagenette's `train/`); `src` is left untouched.
+    """
+    import json
+    import random
+
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    source = resolve_split_dir(src, train=True).resolve()
+    full = KmixImageFolder(source)
+    dst = Path(dst).expanduser()
+    if dst.exists() and any(dst.iterdir()):
+        raise FileExistsError(f"split destination {dst} exists and is not empty; choose a new folder")
+    by_class: dict[int, list[str]] = {}
+    for path, label in full.samples:
+        by_class.setdefault(label, []).append(path)
+    rng = random.Random(seed)
+    val: list[str] = []
+    for label in sorted(by_class):
+        files = sorted(by_class[label])
+        rng.shuffle(files)
+        n_val = max(1, round(val_fraction * len(files))) if len(files) > 1 else 0
+        val += files[:n_val]
+    val_set = set(val)
+    for path, label in full.samples:
+        split = "val" if path in val_set else TRAIN_DIR
+        link = dst / split / full.classes[label] / Path(path).name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(path)
+    record = {
+        "source": str(source), "val_fraction": val_fraction, "seed": seed,
+        "classes": full.classes, "n_train": len(full.samples) - len(val), "n_val": len(val),
+        "val": sorted(os.path.relpath(p, source) for p in val),
+    }
+    tmp = dst / "split.json.tmp"
+    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    os.replace(tmp, dst / "split.json")
+    return record
