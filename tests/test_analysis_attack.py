@@ -125,3 +125,26 @@ def test_torchattacks_pgd_oracle_if_installed(ckpts, batch):
     theirs = torchattacks.PGD(model, eps=eps, alpha=step, steps=5, random_start=False)(x, y)
     ours = pgd(model, x, y, eps, steps=5, step_size=step, random_start=False)
     assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_same_file_names_get_distinct_rows(ckpts, tmp_path):
+    """Trainer outputs are all 'last.pt': sources must not collide in the table."""
+    import shutil
+
+    from kmix.analysis.models import unique_labels
+
+    for name in ("x", "y", "z"):
+        (tmp_path / name).mkdir()
+    shutil.copy(ckpts["a"], tmp_path / "x" / "last.pt")
+    shutil.copy(ckpts["a"], tmp_path / "y" / "last.pt")  # the target's own weights as a 'substitute'
+    shutil.copy(ckpts["wide"], tmp_path / "z" / "last.pt")
+    paths = [str(tmp_path / n / "last.pt") for n in ("x", "y", "z")]
+    assert unique_labels(paths) == ["x_last", "y_last", "z_last"]
+    res = run_attack(AttackConfig(checkpoint=paths[0], substitutes=paths[1:], out=str(tmp_path / "o"), eps=[16.0],
+                                  steps=4, random_start=False, limit=64, device="cpu", quiet=True))
+    by_source = {(r["attack"], r["source"]): r for r in res["rows"]}
+    assert set(by_source) == {("clean", "x_last"), ("fgsm", "x_last"), ("pgd", "x_last"), ("pgd", "y_last"),
+                              ("pgd", "z_last")}
+    # deterministic PGD from identical weights is the white-box attack itself
+    assert by_source[("pgd", "y_last")]["top1_acc"] == by_source[("pgd", "x_last")]["top1_acc"]
+    assert by_source[("pgd", "z_last")]["top1_acc"] > by_source[("pgd", "x_last")]["top1_acc"]

@@ -144,7 +144,7 @@ def run_landscape(cfg: LandscapeConfig) -> dict:
     """Scan every checkpoint; write landscape.json, sigma.csv (mean/std per sigma), sigma_draws.csv, sigma.png
     and per-model surface_<model>.csv/png under cfg.out (rewritten after each model)."""
     from kmix.analysis.data import load_eval_data, stack_dataset
-    from kmix.analysis.models import load_analysis_model, resolve_device
+    from kmix.analysis.models import load_analysis_model, resolve_device, unique_labels
 
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -152,7 +152,7 @@ def run_landscape(cfg: LandscapeConfig) -> dict:
     batches = stack_dataset(dataset, cfg.batch_size)
     out = Path(cfg.out)
     sigma_rows, models = [], []
-    labels = _unique_labels(cfg.checkpoints)
+    labels = unique_labels(cfg.checkpoints)
     for path, label in zip(cfg.checkpoints, labels):
         lm = load_analysis_model(path, arch=cfg.arch, device=device)
         info, rows = _scan_model(LossOnData(lm.model, batches, device), label, cfg, out)
@@ -197,15 +197,6 @@ def _write_results(out: Path, cfg: LandscapeConfig, models: list[dict], sigma_ro
     result = {"config": asdict(cfg), "models": models, "sigma": summary_rows}
     write_json(out / "landscape.json", result)
     return result
-
-
-def _unique_labels(paths: Sequence[str]) -> list[str]:
-    stems = [Path(p).stem for p in paths]
-    if len(set(stems)) == len(stems):
-        return stems
-    # several 'best.pt': use the parent folder name too
-    return [f"{Path(p).parent.name}_{Path(p).stem}" if stems.count(Path(p).stem) > 1 else Path(p).stem
-            for p in paths]
 
 
 def _plot_sigma(rows: Sequence[dict], noise: str, path: Path) -> None:

@@ -40,6 +40,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
+def unique_labels(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Short distinct names for checkpoint files: the stem ('a' for a.pt), with parent folders prepended
+    when stems repeat ('none_s0/last.pt' and 'dcutmix_s0/last.pt' -> 'none_s0_last', 'dcutmix_s0_last')."""
+    parts = [Path(p).with_suffix("").parts for p in paths]
+    for depth in range(1, max(len(x) for x in parts) + 1):
+        labels = ["_".join(x[-depth:]) for x in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{i}_{'_'.join(x)}" for i, x in enumerate(parts)]  # the same file given twice
+
+
 def _arch_key(name: str, kwargs: dict[str, Any]) -> str:
     if not kwargs:
         return name

@@ -54,23 +54,27 @@ class AttackConfig:
 def run_attack(cfg: AttackConfig) -> dict:
     """Evaluate the target on clean, FGSM, PGD (white-box) and PGD from each substitute; write robust.csv/json/png."""
     from kmix.analysis.data import load_eval_data, make_loader
-    from kmix.analysis.models import load_analysis_model, resolve_device
+    from kmix.analysis.models import load_analysis_model, resolve_device, unique_labels
 
     cfg.validate()
     device = resolve_device(cfg.device)
+    labels = unique_labels([cfg.checkpoint, *cfg.substitutes])
     target = load_analysis_model(cfg.checkpoint, arch=cfg.arch, device=device)
     subs = [load_analysis_model(s, device=device) for s in cfg.substitutes]
+    target.label = labels[0]
+    for s, label in zip(subs, labels[1:]):
+        s.label = label
     for s in subs:
         if s.num_classes != target.num_classes:
             raise ValueError(f"substitute {s.label} has {s.num_classes} classes, target has {target.num_classes}")
     dataset, _ = load_eval_data(cfg.data, root=cfg.root, limit=cfg.limit, seed=cfg.seed, image_size=cfg.image_size)
-    # (attack name, source label, kind, source model)
+    # (attack name, source label, kind, source model); a substitute file may be the target itself (white-box)
     sources = [("fgsm", target.label, "white-box", target)]
     if cfg.whitebox_pgd:
         sources.append(("pgd", target.label, "white-box", target))
     sources += [("pgd", s.label, "gray-box" if s.arch == target.arch else "black-box", s) for s in subs]
     correct = {"clean": 0}
-    correct.update({(a, src, e): 0 for a, src, _, _ in sources for e in cfg.eps})
+    correct.update({(i, e): 0 for i in range(len(sources)) for e in cfg.eps})
     gen = torch.Generator().manual_seed(cfg.seed)
     n = 0
     for x, y in tqdm(make_loader(dataset, cfg.batch_size), desc="attack", disable=cfg.quiet):
@@ -78,7 +82,7 @@ def run_attack(cfg: AttackConfig) -> dict:
         n += len(y)
         with torch.no_grad():
             correct["clean"] += int((target.model(x).argmax(1) == y).sum())
-        for attack, src, _, model in sources:
+        for i, (attack, _, _, model) in enumerate(sources):
             for e in cfg.eps:
                 eps = e / 255.0
                 if attack == "fgsm":
@@ -87,11 +91,11 @@ def run_attack(cfg: AttackConfig) -> dict:
                     step = cfg.step_size / 255.0 if cfg.step_size is not None else None
                     adv = pgd(model.model, x, y, eps, cfg.steps, step, cfg.random_start, gen)
                 with torch.no_grad():
-                    correct[(attack, src, e)] += int((target.model(adv).argmax(1) == y).sum())
+                    correct[(i, e)] += int((target.model(adv).argmax(1) == y).sum())
     rows = [{"attack": "clean", "source": target.label, "kind": "-", "eps_255": 0.0,
              "top1_acc": correct["clean"] / n, "n": n}]
-    rows += [{"attack": a, "source": src, "kind": kind, "eps_255": e, "top1_acc": correct[(a, src, e)] / n, "n": n}
-             for a, src, kind, _ in sources for e in cfg.eps]
+    rows += [{"attack": a, "source": src, "kind": kind, "eps_255": e, "top1_acc": correct[(i, e)] / n, "n": n}
+             for i, (a, src, kind, _) in enumerate(sources) for e in cfg.eps]
     out = Path(cfg.out)
     write_csv(out / "robust.csv", rows)
     result = {"config": asdict(cfg), "target": target.label, "target_arch": target.arch, "rows": rows}
