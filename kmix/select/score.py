@@ -137,12 +137,13 @@ def _check_fingerprint(chunk_dir: Path, fingerprint: dict) -> None:
 def score_losses(model: nn.Module, dataset: Dataset, num_classes: int, spec: ScoreSpec, *,
                  batch_size: int = 256, device: str | torch.device = "cpu", quiet: bool = True,
                  chunk_dir: str | os.PathLike | None = None, fingerprint: dict | None = None,
-                 rank: int = 0, world_size: int = 1) -> torch.Tensor | None:
+                 rank: int = 0, world_size: int = 1, counters: dict | None = None) -> torch.Tensor | None:
     """Losses (N, draws) of every image as anchor; None on a rank that cannot assemble them (yet).
 
     With `chunk_dir`, finished chunks are saved there and reused; rank r of `world_size` scores
     chunks r, r + W, ...; the full matrix is returned once every chunk is available (on rank 0, or
-    on any rank when a torch.distributed process group gathers the chunks).
+    on any rank when a torch.distributed process group gathers the chunks). `counters["scored"]`
+    is set to the number of composites this call scored (reused chunks excluded).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
@@ -179,6 +180,8 @@ def score_losses(model: nn.Module, dataset: Dataset, num_classes: int, spec: Sco
         done[c] = losses
         bar.update(losses.shape[0])
     bar.close()
+    if counters is not None:
+        counters["scored"] = sum(t.numel() for t in done.values())
     if _distributed():
         import torch.distributed as dist
 
@@ -224,29 +227,44 @@ def run_score(config: ScoreConfig) -> dict:
         raise ValueError(f"out must end in .csv or .parquet, got {config.out!r}")
     rank, world_size = _rank_world(config)
     device = config.device
-    started_group = False
-    if world_size > 1 and not _distributed() and "MASTER_ADDR" in os.environ:
-        import torch.distributed as dist
-
-        dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
-        started_group = True
     if str(device) == "cuda" and world_size > 1:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+        torch.cuda.set_device(device)  # NCCL's object gather uses the current device
     model, meta = load_model(config.checkpoint, map_location=device)
     dataset, info = build_dataset(config.data, root=config.data_root, train=True)
     if info.in_chans != meta["in_chans"]:
         raise ValueError(f"checkpoint {config.checkpoint} expects {meta['in_chans']} channel(s) but --data "
                          f"{config.data!r} has {info.in_chans}")
+    started_group = False
+    if world_size > 1 and not _distributed() and "MASTER_ADDR" in os.environ:  # under torchrun
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
+        started_group = True
+    try:
+        return _score_and_write(config, model, meta, dataset, device, rank, world_size)
+    finally:
+        if started_group:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def _score_and_write(config: ScoreConfig, model: nn.Module, meta: dict, dataset: Dataset, device,
+                     rank: int, world_size: int) -> dict:
+    out = Path(config.out)
     chunk_dir = out.with_name(out.name + ".chunks")
+    counters: dict = {}
     t0 = time.perf_counter()
     losses = score_losses(model, dataset, meta["num_classes"], config.spec, batch_size=config.batch_size,
                           device=device, quiet=config.quiet, chunk_dir=chunk_dir,
                           fingerprint={"checkpoint": os.path.abspath(config.checkpoint), "data": config.data},
-                          rank=rank, world_size=world_size)
+                          rank=rank, world_size=world_size, counters=counters)
     wall = time.perf_counter() - t0
     n = len(dataset)
-    summary = {"n": n, "draws": config.spec.draws, "wall_s": round(wall, 3),
-               "composites_per_s": round(n * config.spec.draws / max(wall, 1e-9), 1),
+    summary = {"n": n, "draws": config.spec.draws, "wall_s": round(wall, 3), "scored_composites": counters["scored"],
+               "composites_per_s": round(counters["scored"] / max(wall, 1e-9), 1),
                "out": str(out), "complete": losses is not None, "rank": rank, "world_size": world_size}
     if losses is not None and rank == 0:
         meta_out = {"checkpoint": config.checkpoint, "data": config.data, "n": n,
@@ -254,9 +272,4 @@ def run_score(config: ScoreConfig) -> dict:
         written = write_scores(out, dataset_labels(dataset), losses, summarize_losses(losses), meta_out)
         summary["files"] = [str(p) for p in written]
         shutil.rmtree(chunk_dir, ignore_errors=True)
-    if started_group:
-        import torch.distributed as dist
-
-        dist.barrier()
-        dist.destroy_process_group()
     return summary
