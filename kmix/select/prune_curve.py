@@ -161,8 +161,10 @@ def run_prune_curve(config: PruneCurveConfig) -> dict:
                      "wall_s": round(wall, 2), "subset": subset or ""})
         atomic_write_csv(runs_path, RUN_COLUMNS, [[r[c] for c in RUN_COLUMNS] for r in rows])
 
-    jobs = [("full", 1.0, s) for s in (config.seeds if config.full else ())]
-    jobs += [(m, r, s) for m in config.methods for r in config.ratios for s in config.seeds]
+    jobs = []  # seed-major: a complete one-seed curve exists before the second seed starts
+    for s in config.seeds:
+        jobs += [("full", 1.0, s)] if config.full else []
+        jobs += [(m, r, s) for m in config.methods for r in config.ratios]
     bar = tqdm(total=len(jobs), disable=config.quiet, desc="prune-curve", unit="run")
     checkpoint = config.checkpoint
     scores_path = out / "scores.csv"
