@@ -210,3 +210,16 @@ def test_read_scores_rejects_bad_files(tmp_path):
         read_scores(write("index,label,mean,std,cv\n0,1,0.5,0.1,0.2\n0,1,0.5,0.1,0.2\n"))
     with pytest.raises(ValueError, match="not numeric"):
         read_scores(write("index,label,mean,std,cv\n0,1,abc,0.1,0.2\n"))
+
+
+def test_parquet_round_trip(tmp_path):
+    pytest.importorskip("pyarrow")
+    from kmix.select import write_scores
+
+    losses = torch.rand(6, 3)
+    labels = torch.tensor([0, 1, 0, 1, 2, 2])
+    written = write_scores(tmp_path / "s.csv", labels, losses, summarize_losses(losses), {"draws": 3})
+    assert [p.suffix for p in written] == [".csv", ".parquet"]
+    a, b = read_scores(written[0]), read_scores(written[1])
+    np.testing.assert_array_equal(a.label, b.label)
+    np.testing.assert_allclose(a.column("cv"), b.column("cv"))
