@@ -89,6 +89,8 @@ def test_class_subset_from_list_and_file(split_root, tmp_path):
 def test_class_subset_errors(split_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="class folders missing in .*train: n777"):
         build_dataset(str(split_root), classes=["n001", "n777"])
+    with pytest.raises(ValueError, match="classes is an empty list"):
+        build_dataset(str(split_root), classes=[])
     with pytest.raises(ValueError, match="'n001' is listed twice"):
         build_dataset(str(split_root), classes=["n001", "n001"])
     with pytest.raises(FileNotFoundError, match="class list file not found"):

@@ -107,12 +107,13 @@ class KmixImageFolder(ImageFolder):
         if self.restrict_to is None:
             classes = present
         else:
-            missing = [c for c in self.restrict_to if c not in set(present)]
+            if not self.restrict_to:
+                raise ValueError("classes is an empty list: name at least one class folder")
+            on_disk = set(present)
+            missing = [c for c in self.restrict_to if c not in on_disk]
             if missing:
                 more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
                 raise FileNotFoundError(f"class folders missing in {directory}: {', '.join(missing[:5])}{more}")
-            if not self.restrict_to:
-                raise ValueError("classes is an empty list")
             classes = list(self.restrict_to)
         return classes, {c: i for i, c in enumerate(classes)}
 
