@@ -166,8 +166,7 @@ def score_losses(model: nn.Module, dataset: Dataset, num_classes: int, spec: Sco
         chunk_dir = Path(chunk_dir)
         chunk_dir.mkdir(parents=True, exist_ok=True)
         fingerprint = {**asdict(spec), "alpha": list(spec.alpha), "n": n, **(fingerprint or {})}
-        if rank == 0:
-            _check_fingerprint(chunk_dir, fingerprint)
+        _check_fingerprint(chunk_dir, fingerprint)  # every rank: none may add chunks of other settings
     model = model.to(device).eval()
     todo = [c for c in mine if chunk_dir is None or not _chunk_path(chunk_dir, c).is_file()]
     bar = tqdm(total=sum(len(chunk_anchors(c, n, spec.chunk_size)) for c in mine), disable=quiet,
