@@ -80,8 +80,8 @@ def resolve_split_dir(path: str | os.PathLike, train: bool) -> Path:
         if (root / name).is_dir():
             return root / name
     raise FileNotFoundError(
-        f"{root} has a {TRAIN_DIR}/ folder but no {'/, '.join(EVAL_DIRS)}/ folder for train=False; "
-        f"pass the class-folder tree itself to evaluate on it"
+        f"{root} has a {TRAIN_DIR}/ folder but no {'/, '.join(EVAL_DIRS)}/ folder for train=False; make a "
+        f"seeded hold-out with kmix.data.imagefolder.split_imagefolder({str(root)!r}, 'NEW_DIR') and use NEW_DIR"
     )
 
 
