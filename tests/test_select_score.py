@@ -223,3 +223,27 @@ def test_parquet_round_trip(tmp_path):
     a, b = read_scores(written[0]), read_scores(written[1])
     np.testing.assert_array_equal(a.label, b.label)
     np.testing.assert_allclose(a.column("cv"), b.column("cv"))
+
+
+@pytest.mark.parametrize("cache_bytes", [0, 1 << 30])
+def test_image_bank_lazy_and_cached_paths(cache_bytes):
+    from torch.utils.data import Dataset
+
+    from kmix.select.bank import ImageBank
+
+    images = torch.rand(9, 2, 4, 4)
+
+    class Plain(Dataset):
+        targets = list(range(9))
+
+        def __len__(self):
+            return 9
+
+        def __getitem__(self, i):
+            return images[i], i
+
+    bank = ImageBank(Plain(), cache_bytes=cache_bytes)
+    assert (bank.images is None) == (cache_bytes == 0)
+    index = torch.tensor([[3, 7, 7], [0, 8, 3]])
+    pool, local = bank.pool_for(index)
+    torch.testing.assert_close(pool[local], images[index])
