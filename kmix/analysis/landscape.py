@@ -219,7 +219,7 @@ def _plot_surface(a: Sequence[float], b: Sequence[float], grid: Sequence[Sequenc
                   path: Path) -> None:
     import numpy as np
 
-    fig, _ = new_figure(figsize=(11, 4.5))
+    fig, _ = new_figure(figsize=(12, 4.8))
     fig.clf()
     A, B = np.meshgrid(np.asarray(a), np.asarray(b), indexing="ij")
     Z = np.asarray(grid)
@@ -227,11 +227,12 @@ def _plot_surface(a: Sequence[float], b: Sequence[float], grid: Sequence[Sequenc
     ax3.plot_surface(A, B, Z, cmap="viridis", linewidth=0, antialiased=True)
     ax3.set_xlabel("eigvec 1")
     ax3.set_ylabel("eigvec 2")
-    ax3.set_zlabel("loss")
+    ax3.set_zlabel("loss", labelpad=2)
     ax2 = fig.add_subplot(1, 2, 2)
     cs = ax2.contour(A, B, Z, levels=15, cmap="viridis")
     ax2.clabel(cs, inline=True, fontsize=7)
     ax2.set_xlabel("eigvec 1")
     ax2.set_ylabel("eigvec 2")
     fig.suptitle(title)
+    fig.subplots_adjust(wspace=0.4)
     save_figure(fig, path)
