@@ -56,6 +56,7 @@ class ScoreSpec:
         self.sampler(2, 2)  # validates k, alpha, anchor_phi
 
     def sampler(self, height: int, width: int) -> AnchoredSampler:
+        """The anchored DCutMix sampler for images of this size."""
         return AnchoredSampler(self.k, self.alpha, float(self.anchor_phi), height, width)
 
 
@@ -76,6 +77,7 @@ class ScoreConfig:
 
 
 def num_chunks(n: int, chunk_size: int) -> int:
+    """How many chunks of `chunk_size` anchors cover n images."""
     return math.ceil(n / chunk_size)
 
 
