@@ -37,7 +37,8 @@ def chunk_generator(seed: int, chunk_id: int) -> torch.Generator:
 
 @dataclass(frozen=True)
 class AnchoredSampler:
-    """Draws `draws` DCutMix composites per anchor: anchor fixed at phi_anchor in slot 0, partners from the whole dataset.
+    """Draws `draws` DCutMix composites per anchor: the anchor fixed at phi_anchor in slot 0, partners
+    from the whole dataset.
 
     k: images per composite; alpha_rest: K-1 Dirichlet concentrations of the non-anchor slots;
     anchor_phi: the anchor's fixed proportion in (0, 1); height/width: image size.
