@@ -81,3 +81,32 @@ def test_eval_bad_input(ckpt, tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     assert main(["eval", "--checkpoint", str(tmp_path / "junk.pt")]) == 2
     assert "corrupt" in capsys.readouterr().err
+
+
+def test_eval_on_an_imagefolder_matches_labels_by_name(ckpt, tmp_path):
+    """ImageNet-A layout: folders named after a few of the model's classes, evaluated with and without a subset."""
+    import numpy as np
+    from PIL import Image
+
+    from kmix.data.registry import build_dataset
+
+    x, y = digits(False).tensors
+    for name in ("7", "3"):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in torch.nonzero(y == int(name)).flatten()[:12].tolist():
+            Image.fromarray((x[i, 0].numpy() * 255).round().astype(np.uint8)).save(tmp_path / "imgs" / name / f"{i}.png")
+    ds, info = build_dataset(str(tmp_path / "imgs"), train=False, image_size=16)
+    assert list(info.class_names) == ["3", "7"]  # ImageFolder label 0 is "3", which is the model's class 3
+    model, _ = load_model(ckpt)
+    imgs = torch.stack([ds[i][0].mean(0, keepdim=True) for i in range(len(ds))])  # RGB -> gray, as the adapter
+    truth = torch.tensor([3 if t == 0 else 7 for t in ds.targets])
+    with torch.no_grad():
+        logits = model(imgs)
+    full = run_eval(EvalConfig(checkpoint=str(ckpt), data=str(tmp_path / "imgs"), image_size=16, device="cpu",
+                               quiet=True))
+    assert full["n"] == 24 and full["top1_acc"] == pytest.approx((logits.argmax(1) == truth).float().mean().item())
+    (tmp_path / "sub.txt").write_text("7\n3\n")
+    sub = run_eval(EvalConfig(checkpoint=str(ckpt), data=str(tmp_path / "imgs"), classes=str(tmp_path / "sub.txt"),
+                              image_size=16, device="cpu", quiet=True))
+    pred = torch.tensor([7, 3])[logits[:, [7, 3]].argmax(1)]
+    assert sub["top1_acc"] == pytest.approx((pred == truth).float().mean().item())
