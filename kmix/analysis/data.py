@@ -78,6 +78,12 @@ def with_channels(dataset: Dataset, data_chans: int, model_chans: int) -> Datase
     return ChannelAdapter(dataset, model_chans)
 
 
+def check_labels_fit(info: DatasetInfo, num_classes: int) -> None:
+    """Dataset labels must index the model's outputs (no silent out-of-range cross-entropy)."""
+    if info.num_classes > num_classes:
+        raise ValueError(f"dataset {info.name!r} has {info.num_classes} classes but the model only {num_classes}")
+
+
 def make_loader(dataset: Dataset, batch_size: int, workers: int = 0) -> DataLoader:
     """An in-order, non-shuffling loader (the analyses need a fixed evaluation set)."""
     if batch_size < 1:

@@ -53,7 +53,7 @@ class AttackConfig:
 
 def run_attack(cfg: AttackConfig) -> dict:
     """Evaluate the target on clean, FGSM, PGD (white-box) and PGD from each substitute; write robust.csv/json/png."""
-    from kmix.analysis.data import load_eval_data, make_loader
+    from kmix.analysis.data import check_labels_fit, load_eval_data, make_loader, with_channels
     from kmix.analysis.models import load_analysis_model, resolve_device, unique_labels
 
     cfg.validate()
@@ -67,31 +67,18 @@ def run_attack(cfg: AttackConfig) -> dict:
     for s in subs:
         if s.num_classes != target.num_classes:
             raise ValueError(f"substitute {s.label} has {s.num_classes} classes, target has {target.num_classes}")
-    dataset, _ = load_eval_data(cfg.data, root=cfg.root, limit=cfg.limit, seed=cfg.seed, image_size=cfg.image_size)
+        if s.meta.get("in_chans") != target.meta.get("in_chans"):
+            raise ValueError(f"substitute {s.label} takes {s.meta.get('in_chans')} channels, "
+                             f"target takes {target.meta.get('in_chans')}")
+    dataset, info = load_eval_data(cfg.data, root=cfg.root, limit=cfg.limit, seed=cfg.seed, image_size=cfg.image_size)
+    check_labels_fit(info, target.num_classes)
+    dataset = with_channels(dataset, info.in_chans, target.meta.get("in_chans", info.in_chans))
     # (attack name, source label, kind, source model); a substitute file may be the target itself (white-box)
     sources = [("fgsm", target.label, "white-box", target)]
     if cfg.whitebox_pgd:
         sources.append(("pgd", target.label, "white-box", target))
     sources += [("pgd", s.label, "gray-box" if s.arch == target.arch else "black-box", s) for s in subs]
-    correct = {"clean": 0}
-    correct.update({(i, e): 0 for i in range(len(sources)) for e in cfg.eps})
-    gen = torch.Generator().manual_seed(cfg.seed)
-    n = 0
-    for x, y in tqdm(make_loader(dataset, cfg.batch_size), desc="attack", disable=cfg.quiet):
-        x, y = x.to(device), torch.as_tensor(y).to(device)
-        n += len(y)
-        with torch.no_grad():
-            correct["clean"] += int((target.model(x).argmax(1) == y).sum())
-        for i, (attack, _, _, model) in enumerate(sources):
-            for e in cfg.eps:
-                eps = e / 255.0
-                if attack == "fgsm":
-                    adv = fgsm(model.model, x, y, eps)
-                else:
-                    step = cfg.step_size / 255.0 if cfg.step_size is not None else None
-                    adv = pgd(model.model, x, y, eps, cfg.steps, step, cfg.random_start, gen)
-                with torch.no_grad():
-                    correct[(i, e)] += int((target.model(adv).argmax(1) == y).sum())
+    correct, n = _count_correct(target, sources, make_loader(dataset, cfg.batch_size), cfg, device)
     rows = [{"attack": "clean", "source": target.label, "kind": "-", "eps_255": 0.0,
              "top1_acc": correct["clean"] / n, "n": n}]
     rows += [{"attack": a, "source": src, "kind": kind, "eps_255": e, "top1_acc": correct[(i, e)] / n, "n": n}
@@ -104,6 +91,29 @@ def run_attack(cfg: AttackConfig) -> dict:
     if not cfg.quiet:
         print(format_table(rows))
     return result
+
+
+def _count_correct(target, sources, loader, cfg: AttackConfig, device) -> tuple[dict, int]:
+    """Correct target predictions on clean images and on each (source, eps) adversarial batch; returns (counts, n)."""
+    correct = {"clean": 0}
+    correct.update({(i, e): 0 for i in range(len(sources)) for e in cfg.eps})
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step = cfg.step_size / 255.0 if cfg.step_size is not None else None
+    n = 0
+    for x, y in tqdm(loader, desc="attack", disable=cfg.quiet):
+        x, y = x.to(device), torch.as_tensor(y).to(device)
+        n += len(y)
+        with torch.no_grad():
+            correct["clean"] += int((target.model(x).argmax(1) == y).sum())
+        for i, (attack, _, _, source) in enumerate(sources):
+            for e in cfg.eps:
+                if attack == "fgsm":
+                    adv = fgsm(source.model, x, y, e / 255.0)
+                else:
+                    adv = pgd(source.model, x, y, e / 255.0, cfg.steps, step, cfg.random_start, gen)
+                with torch.no_grad():
+                    correct[(i, e)] += int((target.model(adv).argmax(1) == y).sum())
+    return correct, n
 
 
 def format_table(rows: list[dict]) -> str:
