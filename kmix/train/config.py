@@ -17,7 +17,8 @@ AMP_MODES = ("none", "bf16", "fp16")
 
 # fields a resumed run must share with the run it continues (the others may change, e.g. epochs)
 RUN_DEFINING = ("data", "model", "mix", "k", "alpha", "p", "batch_size", "seed", "subset", "image_size",
-                "model_kwargs", "genotype", "label_smoothing")
+                "model_kwargs", "genotype", "label_smoothing", "lr", "momentum", "nesterov", "weight_decay",
+                "schedule", "milestones", "gamma", "warmup_epochs", "limit_train_batches")
 
 
 @dataclass

@@ -143,6 +143,9 @@ class _Run:
         self.model.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        # the schedule follows the config now (e.g. more epochs), not the one pickled in the checkpoint
+        fresh = build_scheduler(self.config, torch.optim.SGD([torch.zeros(1)], lr=1.0), self.steps_per_epoch)
+        self.scheduler.lr_lambdas = fresh.lr_lambdas
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
         self.global_step = state["global_step"]
