@@ -33,7 +33,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--arch-lr", type=float, default=_D.arch_lr, help=f"Adam lr of alphas/betas (default: {_D.arch_lr})")
     p.add_argument("--no-augment", action="store_true", help="no random crop/flip on the search data")
     p.add_argument("--seed", type=int, default=_D.seed, help="seed of the split, the shuffles and the init")
-    p.add_argument("--device", default=_D.device, help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--device", default=_D.device, help="auto (cuda when available), cpu, cuda, cuda:1, ...")
     p.add_argument("--workers", type=int, default=_D.workers, help="data loader workers")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt (same settings)")

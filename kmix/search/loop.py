@@ -11,6 +11,7 @@ import io
 import math
 import os
 import random
+import tempfile
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -30,7 +31,6 @@ from kmix.models.darts_genotype import save_genotype, write_json_atomic
 from kmix.models.darts_ops import PRIMITIVES
 from kmix.search.genotype import derive_genotype
 from kmix.search.supernet import SearchNetwork, normalised_edge_weights
-from kmix.train.checkpoint import save_checkpoint
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # fields that may differ between a run and its --resume (they do not change the result)
@@ -62,7 +62,7 @@ class SearchConfig:
     train_portion: float = 0.5  # fraction of the (sub)set for the weights; the rest updates alphas/betas
     augment: bool = True  # random crop + flip where the dataset has it (CIFAR); digits ignore it
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto = cuda when available, else cpu
     workers: int = 0
     resume: bool = False
     quiet: bool = False
@@ -88,6 +88,19 @@ class SearchConfig:
         need(0.0 < self.train_portion < 1.0, "train_portion", "in (0, 1)")
         need(self.limit is None or (isinstance(self.limit, int) and self.limit >= 2), "limit", "None or an int >= 2")
         need(isinstance(self.workers, int) and self.workers >= 0, "workers", "an int >= 0")
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; anything else must be a valid, available torch device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r} but CUDA is not available on this machine")
+    return device
 
 
 def split_halves(n: int, portion: float, seed: int) -> tuple[list[int], list[int]]:
@@ -120,7 +133,7 @@ def search_data(cfg: SearchConfig) -> tuple[Dataset, Dataset, Any, dict[str, Any
 def _loader(ds: Dataset, cfg: SearchConfig, epoch: int, stream: int) -> DataLoader:
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 2 + stream)  # same order after resume
     return DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers,
-                      pin_memory=cfg.device.startswith("cuda"), drop_last=False)
+                      pin_memory=torch.cuda.is_available() and cfg.device != "cpu", drop_last=False)
 
 
 def arch_summary(net: SearchNetwork) -> dict[str, Any]:
@@ -195,6 +208,20 @@ def _run_epoch(model: Normalized, cfg: SearchConfig, train_ds, val_ds, epoch: in
     return record
 
 
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save to a temp file beside `path`, fsync, then rename: an interrupted write never corrupts it."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _config_dict(cfg: SearchConfig) -> dict[str, Any]:
     d = asdict(cfg)
     if isinstance(d["subset"], (list, tuple)):
@@ -265,7 +292,7 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
     saved = _load_search_checkpoint(ckpt_path) if cfg.resume else None
     if saved is not None:
         _check_resume(saved["config"], cfg, ckpt_path)
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     train_ds, val_ds, info, facts = search_data(cfg)
 
     torch.manual_seed(cfg.seed)
@@ -318,21 +345,23 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
 
 
 def _plot_alphas(path: Path, net: SearchNetwork) -> None:
-    """Heatmaps of softmax(alpha) x normalised beta per edge and op, normal and reduction cell."""
+    """Heatmaps of softmax(alpha) - 1/n_ops per edge and op (normal and reduction cell); labels carry the edge weight."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), constrained_layout=True)
     for ax, reduction in zip(axes, (False, True)):
-        op_w, edge_w = net.cell_weights(reduction)
-        w = (op_w * edge_w[:, None]).detach().cpu().numpy()
-        im = ax.imshow(w, aspect="auto", cmap="viridis")
-        labels = [f"n{i} <- s{j}" for i in range(net.steps) for j in range(i + 2)]
+        op_w, edge_w = (t.detach().cpu() for t in net.cell_weights(reduction))
+        dev = (op_w - 1.0 / op_w.shape[1]).numpy()
+        lim = max(abs(dev).max(), 1e-6)
+        im = ax.imshow(dev, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
+        pairs = [(i, j) for i in range(net.steps) for j in range(i + 2)]
+        labels = [f"node {i} <- {j} (edge w {edge_w[e]:.2f})" for e, (i, j) in enumerate(pairs)]
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.set_xticks(range(len(PRIMITIVES)), PRIMITIVES, rotation=45, ha="right", fontsize=7)
-        ax.set_title(("reduction" if reduction else "normal") + " cell: softmax(alpha) x edge weight")
+        ax.set_title(("reduction" if reduction else "normal") + " cell: softmax(alpha) - 1/8")
         fig.colorbar(im, ax=ax)
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
