@@ -1,0 +1,66 @@
+"""Every recipe in recipes/ loads into a valid TrainConfig whose model, mixer and data are known (no training)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from kmix.models import list_models
+from kmix.train import load_recipe
+from kmix.train.build import MIX_CLASSES, build_mixer
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+def _model_known(name: str) -> bool:
+    if name.startswith("tv:"):
+        import torchvision
+
+        return name[3:] in torchvision.models.list_models()
+    return name in list_models()
+
+
+def test_recipes_exist_for_every_issue_row():
+    names = {p.stem for p in RECIPES}
+    for mix in ("vanilla", "mixup", "cutmix", "dmixup", "dcutmix"):
+        assert f"cifar100_pyramidnet110_{mix}" in names
+        for model in ("preactresnet18", "wrn16_8", "resnext29_4x24d"):
+            assert f"cifar100_{model}_{mix}" in names
+    for stem in ("cifar100_pyramidnet200_dmixup", "cifar100_pyramidnet200_dcutmix", "cifar10_pyramidnet200_dmixup",
+                 "cifar10_pyramidnet200_dcutmix", "imagenet_resnet50_mixup", "imagenet_resnet50_cutmix",
+                 "imagenet_resnet50_dmixup", "imagenet_resnet50_dcutmix", "imagenet_resnet50_saliency_dcutmix"):
+        assert stem in names
+    for k in (3, 4, 5, 7, 9):
+        assert {f"imagenet_resnet50_dcutmix_k{k}", f"imagenet_resnet50_saliency_dcutmix_k{k}"} <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_recipe_is_valid(path):
+    text = path.read_text()
+    assert text.startswith("#"), "each recipe states its source in a leading comment"
+    cfg = load_recipe(path)
+    assert _model_known(cfg.model), cfg.model
+    assert cfg.mix == "none" or cfg.mix in MIX_CLASSES
+    assert cfg.data in ("cifar10", "cifar100") or "/" in cfg.data
+    if cfg.mix != "none":
+        mixer = build_mixer(cfg, 100, torch.Generator())
+        assert mixer.k == cfg.k and mixer.p == cfg.p
+    if cfg.schedule == "step":
+        assert all(m < cfg.epochs for m in cfg.milestones)
+
+
+@pytest.mark.parametrize("stem, expect", [
+    ("cifar100_pyramidnet110_dcutmix", dict(mix="dcutmix", k=5, alpha=0.2, epochs=300, batch_size=64, lr=0.25,
+                                            milestones=[150, 225], weight_decay=1e-4)),
+    ("cifar100_pyramidnet110_dmixup", dict(mix="dmixup", k=3, alpha=1 / 3)),
+    ("cifar100_pyramidnet200_dcutmix", dict(model="pyramidnet200", k=5, alpha=1.0, p=0.5)),
+    ("cifar10_pyramidnet200_dcutmix", dict(data="cifar10", k=3, alpha=1 / 3)),
+    ("cifar100_wrn16_8_cutmix", dict(model="wrn16_8", mix="cutmix", k=2, alpha=1.0, p=0.5)),
+    ("imagenet_resnet50_saliency_dcutmix_k9", dict(model="tv:resnet50", mix="saliency-dcutmix", k=9, batch_size=256,
+                                                   lr=0.1, milestones=[75, 150, 225], p=1.0)),
+])
+def test_recipe_values_match_the_paper_rows(stem, expect):
+    cfg = load_recipe(next(p for p in RECIPES if p.stem == stem))
+    for key, value in expect.items():
+        assert getattr(cfg, key) == pytest.approx(value), key
