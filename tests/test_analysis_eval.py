@@ -62,6 +62,7 @@ def test_plain_state_dict_with_arch(tmp_path):
     res = run_eval(EvalConfig(checkpoint=str(tmp_path / "plain.pth"), arch="small_cnn", num_classes=10, limit=50,
                               device="cpu", quiet=True))
     assert res["n"] == 50
+    assert load_analysis_model(tmp_path / "plain.pth", arch="small_cnn").num_classes == 10  # from fc.weight
     with pytest.raises(ValueError, match="does not fit"):
         load_analysis_model(tmp_path / "plain.pth", arch="small_cnn", num_classes=7)
     with pytest.raises(ValueError, match="dataset classes do not match"):

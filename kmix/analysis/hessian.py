@@ -26,6 +26,7 @@ def vnorm(a: Vector) -> float:
 
 
 def vscale(a: Vector, s: float) -> Vector:
+    """s * a."""
     return [x * s for x in a]
 
 

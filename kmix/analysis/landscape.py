@@ -143,21 +143,23 @@ class LandscapeConfig:
 def run_landscape(cfg: LandscapeConfig) -> dict:
     """Scan every checkpoint; write landscape.json, sigma.csv (mean/std per sigma), sigma_draws.csv, sigma.png
     and per-model surface_<model>.csv/png under cfg.out (rewritten after each model)."""
-    from kmix.analysis.data import check_labels_fit, load_eval_data, stack_dataset
+    from kmix.analysis.data import check_labels_fit, load_eval_data, stack_dataset, with_channels
     from kmix.analysis.models import load_analysis_model, resolve_device, unique_labels
 
     cfg.validate()
     device = resolve_device(cfg.device)
     dataset, info = load_eval_data(cfg.data, root=cfg.root, limit=cfg.limit, seed=cfg.seed, image_size=cfg.image_size)
-    batches = stack_dataset(dataset, cfg.batch_size)  # loaded once, shared by every checkpoint
+    batches_by_chans: dict[int, list] = {}  # loaded once per input-channel count, shared by the checkpoints
     out = Path(cfg.out)
     sigma_rows, models = [], []
     labels = unique_labels(cfg.checkpoints)
     for path, label in zip(cfg.checkpoints, labels):
         lm = load_analysis_model(path, arch=cfg.arch, device=device)
         check_labels_fit(info, lm.num_classes)
-        if lm.meta.get("in_chans", info.in_chans) != info.in_chans:
-            raise ValueError(f"checkpoint {path} takes {lm.meta['in_chans']} channels, data {cfg.data!r} has {info.in_chans}")
+        chans = lm.meta.get("in_chans", info.in_chans)
+        if chans not in batches_by_chans:
+            batches_by_chans[chans] = stack_dataset(with_channels(dataset, info.in_chans, chans), cfg.batch_size)
+        batches = batches_by_chans[chans]
         scan, rows = _scan_model(LossOnData(lm.model, batches, device), label, cfg, out)
         scan["checkpoint"] = str(path)
         models.append(scan)

@@ -63,8 +63,8 @@ def load_analysis_model(path: str | os.PathLike, *, arch: str | None = None, num
                         device: str | torch.device = "cpu") -> LoadedModel:
     """Load a kmix checkpoint (arch=None) or a plain state_dict file built as `arch` (e.g. 'tv:resnet50').
 
-    A plain state_dict has no metadata: num_classes defaults to len(class_names) or 1000, mean/std to
-    ImageNet's, so the returned model still takes [0, 1] images.
+    A plain state_dict has no metadata: num_classes defaults to len(class_names) or the rows of the last 2-D
+    weight (the classifier), mean/std to ImageNet's, so the returned model still takes [0, 1] images.
     """
     path = Path(path)
     if not path.is_file():
@@ -82,6 +82,14 @@ def load_analysis_model(path: str | os.PathLike, *, arch: str | None = None, num
     return _load_plain(path, arch, num_classes, mean, std, class_names, dev)
 
 
+def _classifier_rows(state: dict[str, torch.Tensor]) -> int:
+    """Output classes of a plain classifier state_dict: rows of its last 2-D weight (fc/head/classifier), else 1000."""
+    for key in reversed(list(state)):
+        if key.endswith("weight") and state[key].dim() == 2:
+            return int(state[key].shape[0])
+    return 1000
+
+
 def _load_plain(path: Path, arch: str, num_classes: int | None, mean, std, class_names, dev) -> LoadedModel:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -94,7 +102,7 @@ def _load_plain(path: Path, arch: str, num_classes: int | None, mean, std, class
         raise ValueError(f"checkpoint {path} is not a state_dict (name -> tensor) for arch {arch!r}")
     names = tuple(class_names or ())
     if num_classes is None:
-        num_classes = len(names) if names else 1000
+        num_classes = len(names) if names else _classifier_rows(state)
     if names and len(names) != num_classes:
         raise ValueError(f"class_names has {len(names)} entries but num_classes={num_classes}")
     mean = tuple(mean) if mean is not None else IMAGENET_MEAN

@@ -11,7 +11,8 @@ def add_model_args(p: argparse.ArgumentParser, plain_classes: bool = False) -> N
                         "tv:NAME or timm:NAME), normalised with ImageNet mean/std; default: a kmix checkpoint")
     if plain_classes:
         p.add_argument("--num-classes", type=int, default=None,
-                       help="classes of a plain state_dict model (default: len(--model-classes) or 1000)")
+                       help="classes of a plain state_dict model (default: len(--model-classes), else the "
+                            "rows of its last 2-D weight, i.e. the classifier)")
         p.add_argument("--model-classes", default=None,
                        help="file listing a plain state_dict model's class names/wnids in output order")
 
