@@ -13,9 +13,9 @@ import os
 import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -367,8 +367,3 @@ def _plot_alphas(path: Path, net: SearchNetwork) -> None:
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)
-
-
-def config_fields() -> Sequence[str]:
-    """Names of SearchConfig fields (for the CLI and docs)."""
-    return [f.name for f in fields(SearchConfig)]
