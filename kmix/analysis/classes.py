@@ -1,4 +1,4 @@
-"""Class-subset files and mapping between a dataset's classes and a model's class order (ImageNet-A/O style)."""
+"""Class-subset files (ImageNet-A/O style) and their positions in a model's class order."""
 from __future__ import annotations
 
 import json
@@ -43,12 +43,3 @@ def class_positions(model_classes: Sequence[str], subset: Sequence[str]) -> list
                          f"e.g. {missing[:5]} (model has {list(model_classes[:5])}...)")
     return [index[c] for c in subset]
 
-
-def label_map(dataset_classes: Sequence[str], target_classes: Sequence[str]) -> list[int]:
-    """For each dataset label, its index in `target_classes` (matched by name); errors name the unmatched ones."""
-    index = {c: i for i, c in enumerate(target_classes)}
-    missing = [c for c in dataset_classes if c not in index]
-    if missing:
-        raise ValueError(f"dataset classes not found among the evaluated classes: {len(missing)} missing, "
-                         f"e.g. {missing[:5]}")
-    return [index[c] for c in dataset_classes]
