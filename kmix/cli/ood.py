@@ -12,7 +12,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                                    "negated max-softmax probability (over the --classes subset's logits when "
                                    "given; in-data is then restricted to those classes). AUPR = average "
                                    "precision (scikit-learn). FPR@95TPR: fraction of in-distribution images "
-                                   "flagged at the threshold detecting 95%% of OOD images. Writes ood.json, "
+                                   "flagged at the threshold detecting 95% of OOD images. Writes ood.json, "
                                    "scores.csv, ood.png.")
     p.add_argument("--checkpoint", required=True, help="checkpoint to evaluate")
     p.add_argument("--in-data", default="digits", help="in-distribution dataset spec (default: digits)")
