@@ -46,14 +46,15 @@ def test_aggregate_mean_and_sample_std():
 def test_resume_skips_finished_runs(tmp_path, monkeypatch):
     calls = []
 
-    def fake_train(config, run_dir, seed, subset):
+    def fake_train(config, run_dir, seed, subset, epochs):
         calls.append((run_dir.name, seed))
+        assert epochs == 10
         n = len(json.loads(open(subset).read())["indices"]) if subset else 1437
         return {"top1_err": 100.0 * (1 - n / 1437) + seed, "best_top1_err": 0.0}
 
     monkeypatch.setattr(pc, "_train", fake_train)
     ckpt = _checkpoint(tmp_path / "m.pt")
-    config = PruneCurveConfig(checkpoint=ckpt, ratios=(0.1, 0.5), methods=("cv", "random"), seeds=(0, 1),
+    config = PruneCurveConfig(checkpoint=ckpt, ratios=(0.1, 0.5), methods=("cv", "random"), seeds=(0, 1), epochs=10,
                               score=ScoreSpec(draws=2, chunk_size=2000), out=str(tmp_path / "pc"))
     result = run_prune_curve(config)
     assert len(calls) == 2 + 2 * 2 * 2
@@ -75,6 +76,16 @@ def test_resume_skips_finished_runs(tmp_path, monkeypatch):
     with open(tmp_path / "pc" / "curve.csv") as f:
         curve = list(csv.DictReader(f))
     assert {c["n_seeds"] for c in curve} == {"3"}
+    with pytest.raises(ValueError, match="other settings.*epochs: 10 -> 12"):
+        run_prune_curve(PruneCurveConfig(**{**config.__dict__, "epochs": 12}))
+
+
+def test_equal_steps_epochs():
+    from kmix.select.prune_curve import subset_epochs
+
+    assert subset_epochs(10, 1437, 145, equal_steps=False) == 10
+    assert subset_epochs(10, 1437, 145, equal_steps=True) == 99  # 10 * 1437 / 145 = 99.1
+    assert subset_epochs(10, 1437, 1437, equal_steps=True) == 10
 
 
 def test_bad_config(tmp_path):

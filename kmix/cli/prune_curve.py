@@ -20,7 +20,9 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                         "mc-dropout (default: cv,random)")
     p.add_argument("--seeds", default="0,1", help="training seeds (default: 0,1)")
     p.add_argument("--no-full", action="store_true", help="skip the full-data runs (needs --checkpoint)")
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=15, help="epochs of every run (default: 15)")
+    p.add_argument("--equal-steps", action="store_true",
+                   help="give subset runs epochs * N / n_train epochs: as many optimiser steps as a full-data run")
     p.add_argument("--model", default="small_cnn")
     p.add_argument("--mix", default="dcutmix", help="training mixer (default: dcutmix)")
     p.add_argument("--k", type=int, default=3, help="training K (default: 3)")
@@ -51,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, data_root=args.data_root, checkpoint=args.checkpoint,
         ratios=parse_floats(args.ratios, "--ratios"),
         methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-        seeds=_ints(args.seeds, "--seeds"), full=not args.no_full, epochs=args.epochs, model=args.model,
+        seeds=_ints(args.seeds, "--seeds"), full=not args.no_full, epochs=args.epochs, equal_steps=args.equal_steps,
+        model=args.model,
         mix=args.mix, k=args.k, alpha=args.alpha, batch_size=args.batch_size, lr=args.lr,
         score=ScoreSpec(draws=args.draws, seed=args.score_seed), out=args.out, device=args.device, quiet=args.quiet)
     result = run_prune_curve(config)

@@ -18,7 +18,7 @@ from kmix.select.io import atomic_write_csv, atomic_write_json
 from kmix.select.score import ScoreConfig, ScoreSpec, run_score
 from kmix.select.subsample import METHODS, ORDERS, SAMPLINGS, SubsampleConfig, run_subsample
 
-RUN_COLUMNS = ("method", "ratio", "seed", "n_train", "top1_err", "best_top1_err", "wall_s", "subset")
+RUN_COLUMNS = ("method", "ratio", "seed", "n_train", "epochs", "top1_err", "best_top1_err", "wall_s", "subset")
 CURVE_COLUMNS = ("method", "ratio", "n_train", "n_seeds", "err_mean", "err_std", "err_min", "err_max")
 
 
@@ -46,6 +46,7 @@ class PruneCurveConfig:
     seeds: tuple[int, ...] = (0, 1)
     full: bool = True  # also train on all data (the T = 1 point)
     epochs: int = 15
+    equal_steps: bool = False  # subset runs get epochs * N / n_train epochs: as many steps as a full run
     model: str = "small_cnn"
     model_kwargs: dict = field(default_factory=dict)
     mix: str = "dcutmix"
@@ -75,7 +76,12 @@ class PruneCurveConfig:
             raise FileNotFoundError(f"checkpoint not found: {self.checkpoint}")
 
 
-def _train(config: PruneCurveConfig, run_dir: Path, seed: int, subset: str | None) -> dict:
+# settings that change what a finished run means: a rerun into the same --out must keep them
+RUN_DEFINING = ("data", "checkpoint", "epochs", "equal_steps", "model", "model_kwargs", "mix", "k", "alpha",
+                "batch_size", "lr", "score")
+
+
+def _train(config: PruneCurveConfig, run_dir: Path, seed: int, subset: str | None, epochs: int) -> dict:
     from kmix.train import TrainConfig, fit
 
     summary_path = run_dir / "summary.json"
@@ -83,8 +89,22 @@ def _train(config: PruneCurveConfig, run_dir: Path, seed: int, subset: str | Non
         return json.loads(summary_path.read_text())
     return fit(TrainConfig(data=config.data, data_root=config.data_root, subset=subset, model=config.model,
                            model_kwargs=dict(config.model_kwargs), mix=config.mix, k=config.k, alpha=config.alpha,
-                           epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=seed,
+                           epochs=epochs, batch_size=config.batch_size, lr=config.lr, seed=seed,
                            out=str(run_dir), resume=True, device=config.device, tensorboard=False, quiet=True))
+
+
+def subset_epochs(epochs: int, n_total: int, n_train: int, equal_steps: bool) -> int:
+    """Epochs for a subset run: `epochs`, or with equal_steps max(epochs, round(epochs * n_total / n_train))."""
+    return max(epochs, round(epochs * n_total / n_train)) if equal_steps else epochs
+
+
+def _check_same_settings(path: Path, settings: dict) -> None:
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = [f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in RUN_DEFINING if old.get(k) != settings.get(k)]
+        if diff:
+            raise ValueError(f"{path.parent} holds a curve made with other settings ({'; '.join(diff)}); "
+                             "choose another --out")
 
 
 def _read_runs(path: Path) -> list[dict]:
@@ -148,17 +168,19 @@ def run_prune_curve(config: PruneCurveConfig) -> dict:
     config.validate()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", {**asdict(config), "score": {**asdict(config.score)}})
+    settings = json.loads(json.dumps({**asdict(config), "score": asdict(config.score)}))  # JSON-normalised
+    _check_same_settings(out / "config.json", settings)
+    atomic_write_json(out / "config.json", settings)
     runs_path = out / "runs.csv"
     rows = _read_runs(runs_path)
     done = {_key(r["method"], float(r["ratio"]), int(r["seed"])) for r in rows}
     t0 = time.perf_counter()
 
-    def record(method, ratio, seed, n_train, summary, subset, wall):
-        rows.append({"method": method, "ratio": f"{float(ratio):g}", "seed": seed, "n_train": n_train,
+    def record(method, ratio, seed, n_train, epochs, summary, subset, wall):
+        rows.append({"method": method, "ratio": f"{float(ratio):g}", "seed": seed, "n_train": n_train, "epochs": epochs,
                      "top1_err": summary["top1_err"], "best_top1_err": summary.get("best_top1_err"),
                      "wall_s": round(wall, 2), "subset": subset or ""})
-        atomic_write_csv(runs_path, RUN_COLUMNS, [[r[c] for c in RUN_COLUMNS] for r in rows])
+        atomic_write_csv(runs_path, RUN_COLUMNS, [[r.get(c, "") for c in RUN_COLUMNS] for r in rows])
 
     jobs = []  # seed-major: a complete one-seed curve exists before the second seed starts
     for s in config.seeds:
@@ -180,7 +202,8 @@ def run_prune_curve(config: PruneCurveConfig) -> dict:
         started = time.perf_counter()
         if method == "full":
             run_dir = out / "runs" / "full" / f"seed{seed}"
-            summary, subset, n_train = _train(config, run_dir, seed, None), None, None
+            subset, n_train, epochs = None, None, config.epochs
+            summary = _train(config, run_dir, seed, None, epochs)
         else:
             by, order, sampling = parse_method(method)
             tag = f"{method.replace(':', '-')}_T{float(ratio):g}_s{seed}"
@@ -191,12 +214,13 @@ def run_prune_curve(config: PruneCurveConfig) -> dict:
                 checkpoint=checkpoint if METHODS[by] == "model" else None,
                 data=config.data, data_root=config.data_root, device=config.device, quiet=True))
             n_train = chosen["n_selected"]
-            summary = _train(config, out / "runs" / tag, seed, subset)
+            epochs = subset_epochs(config.epochs, chosen["n_total"], n_train, config.equal_steps)
+            summary = _train(config, out / "runs" / tag, seed, subset, epochs)
         if n_train is None:
             from kmix.data.registry import build_dataset
 
             n_train = len(build_dataset(config.data, root=config.data_root, train=True)[0])
-        record(method, ratio, seed, n_train, summary, subset, time.perf_counter() - started)
+        record(method, ratio, seed, n_train, epochs, summary, subset, time.perf_counter() - started)
         done.add(_key(method, ratio, seed))
         bar.update()
     bar.close()
@@ -204,6 +228,6 @@ def run_prune_curve(config: PruneCurveConfig) -> dict:
                        (r["method"] in config.methods and float(r["ratio"]) in {float(x) for x in config.ratios})])
     atomic_write_csv(out / "curve.csv", CURVE_COLUMNS,
                      [[c[k] if not isinstance(c[k], float) else round(c[k], 4) for k in CURVE_COLUMNS] for c in curve])
-    plot_curve(curve, out / "curve.png", f"{config.data} / {config.model}, {config.epochs} epochs, "
-                                         f"{len(config.seeds)} seed(s)")
+    budget = f"{config.epochs} epochs" + (" x N/n (equal steps)" if config.equal_steps else "")
+    plot_curve(curve, out / "curve.png", f"{config.data} / {config.model}, {budget}, {len(config.seeds)} seed(s)")
     return {"out": str(out), "curve": curve, "runs": len(rows), "wall_s": round(time.perf_counter() - t0, 1)}
