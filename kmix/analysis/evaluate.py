@@ -96,7 +96,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     n = len(labels)
     result = {"model": lm.label, "data": info.name, "n": n, "num_classes": len(eval_names),
               "top1_acc": int(hits[1].sum()) / n, "top5_acc": int(hits[5].sum()) / n}
-    result["top1_err"], result["top5_err"] = 1 - result["top1_acc"], 1 - result["top5_acc"]
+    # errors in percent (as `kmix train` reports them), accuracies as fractions
+    result["top1_err"], result["top5_err"] = 100 * (1 - result["top1_acc"]), 100 * (1 - result["top5_acc"])
     per_class = []
     for c in sorted(set(labels.tolist())):
         sel = labels == c
@@ -109,8 +110,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         write_csv(out / "per_class.csv", per_class)
         _plot(per_class, result, out / "per_class.png")
     if not cfg.quiet:
-        print(f"{lm.label} on {info.name} (n={n}, {len(eval_names)} classes): top-1 err {result['top1_err']:.4f}  "
-              f"top-5 err {result['top5_err']:.4f}")
+        print(f"{lm.label} on {info.name} (n={n}, {len(eval_names)} classes): top-1 err {result['top1_err']:.2f}%  "
+              f"top-5 err {result['top5_err']:.2f}%")
     return {**result, "per_class": per_class}
 
 
