@@ -74,6 +74,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", default=None, help="continue from OUT/last.pt (settings from OUT/config.yaml)")
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N (default auto)")
     g.add_argument("--workers", type=int, help="data-loading processes")
+    g.add_argument("--threads", type=int, help="CPU threads for torch (1 is often fastest on a busy machine)")
     g.add_argument("--amp", choices=AMP_MODES, help="mixed precision (fp16 needs CUDA)")
     g.add_argument("--channels-last", action="store_true", default=None)
     g.add_argument("--ckpt-every-steps", type=int, help="also checkpoint every N steps (0 = per epoch only)")

@@ -60,6 +60,7 @@ class TrainConfig:
     resume: bool = False
     device: str = "auto"
     workers: int = 0
+    threads: int | None = None
     amp: str = "none"
     channels_last: bool = False
     ckpt_every_steps: int = 0
@@ -87,6 +88,9 @@ class TrainConfig:
         _require(self.batch_size >= 2, "batch_size", self.batch_size, ">= 2 (mixing needs partners)")
         _require(self.workers >= 0, "workers", self.workers, ">= 0")
         _require(self.ckpt_every_steps >= 0, "ckpt_every_steps", self.ckpt_every_steps, ">= 0 (0 = per epoch only)")
+        if self.threads is not None:
+            _int("threads", self.threads)
+            _require(self.threads >= 1, "threads", self.threads, ">= 1 or null (torch's default)")
         if self.limit_train_batches is not None:
             _int("limit_train_batches", self.limit_train_batches)
             _require(self.limit_train_batches >= 1, "limit_train_batches", self.limit_train_batches, ">= 1 or null")

@@ -39,6 +39,8 @@ def fit(config: TrainConfig) -> dict[str, Any]:
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit expects a TrainConfig, got {type(config).__name__}")
     config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
     dist_info = D.DistInfo(local_rank=_local_rank())
     device = resolve_device(config.device, dist_info.local_rank)
     dist_info = D.setup(device)
