@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -58,8 +59,6 @@ def default_out(config: TrainConfig) -> str:
 
 
 def _local_rank() -> int:
-    import os
-
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
@@ -178,12 +177,12 @@ class _Run:
         }
 
     def _save_last(self) -> None:
+        bad = [n for n, p in self.model.net.named_parameters() if not torch.isfinite(p).all()]
+        if bad:  # every rank holds the same weights, so every rank stops here
+            raise FloatingPointError(f"parameters {bad[:3]} became non-finite at epoch {self.epoch + 1}, "
+                                     f"step {self.step_in_epoch}; kept the last good checkpoint {self.last_path}")
         state = self._checkpoint_state()
         if self.dist.is_main:
-            bad = [n for n, p in self.model.net.named_parameters() if not torch.isfinite(p).all()]
-            if bad:
-                raise FloatingPointError(f"parameters {bad[:3]} became non-finite at epoch {self.epoch + 1}, "
-                                         f"step {self.step_in_epoch}; kept the last good checkpoint {self.last_path}")
             save_checkpoint(self.last_path, state)
         D.barrier(self.dist)
 
@@ -229,10 +228,9 @@ class _Run:
         self.ddp.train()
         bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
                    disable=cfg.quiet or not self.dist.is_main, leave=False, dynamic_ncols=True)
-        t_epoch = time.perf_counter()
+        t_epoch = t_prev = time.perf_counter()
         images_before = self.accum["images"]
         for x, y in self._loader():
-            t0 = time.perf_counter()
             x = x.to(device, non_blocking=True)
             y = torch.as_tensor(y).to(device, non_blocking=True)
             if cfg.channels_last:
@@ -262,7 +260,8 @@ class _Run:
             self.step_in_epoch += 1
             self.accum["loss_sum"] += loss_value * cfg.batch_size
             self.accum["images"] += cfg.batch_size
-            self.accum["train_s"] += time.perf_counter() - t0
+            now = time.perf_counter()
+            self.accum["train_s"] += now - t_prev  # data loading + step (not checkpoint writing)
             bar.update(1)
             if not bar.disable:
                 rate = (self.accum["images"] - images_before) / max(time.perf_counter() - t_epoch, 1e-9)
@@ -270,6 +269,7 @@ class _Run:
             if (cfg.ckpt_every_steps and self.global_step % cfg.ckpt_every_steps == 0
                     and self.step_in_epoch < self.steps_per_epoch):
                 self._save_last()
+            t_prev = time.perf_counter()
         bar.close()
 
     def _global_mean(self, loss: torch.Tensor) -> float:
