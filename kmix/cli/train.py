@@ -34,7 +34,6 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
         name, help="train a classifier with any mixer (quick-start: no arguments)",
         description="Train a classifier with DMixup/DCutMix/... Flags override the recipe. With no arguments: "
                     f"{d['model']} + {d['mix']} (K={d['k']}) on the embedded digits data, about a minute on CPU.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, argument_default=None,
     )
     g = p.add_argument_group("what")
     g.add_argument("--recipe", help="YAML recipe (keys = TrainConfig fields), e.g. recipes/cifar100_pyramidnet110_dcutmix.yaml")
