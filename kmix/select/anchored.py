@@ -72,8 +72,9 @@ class AnchoredSampler:
             raise ValueError(f"scoring needs a dataset of at least 2 images, got {dataset_size}")
         anchor_col = anchors.to(torch.long).repeat_interleave(draws)  # (n,)
         n = anchor_col.numel()
-        rest = sample_dirichlet(n, torch.tensor(self.alpha_rest, dtype=torch.float64), generator)
-        phi = torch.cat([torch.full((n, 1), self.anchor_phi), (1.0 - self.anchor_phi) * rest], dim=1)
+        rest = sample_dirichlet(n, torch.tensor(self.alpha_rest, dtype=torch.float64), generator).double()
+        anchor = torch.full((n, 1), self.anchor_phi, dtype=torch.float64)  # float64 like the core's proportions
+        phi = torch.cat([anchor, (1.0 - self.anchor_phi) * rest], dim=1)
         raw = torch.randint(0, dataset_size - 1, (n, self.k - 1), generator=generator)
         partners = raw + (raw >= anchor_col[:, None]).long()  # skip the anchor itself
         index = torch.cat([anchor_col[:, None], partners], dim=1)
