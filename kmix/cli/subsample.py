@@ -17,7 +17,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--ratio", type=float, required=True, help="fraction T in (0, 1] kept per class")
     p.add_argument("--by", default="cv", help=f"method: {', '.join(METHODS)} (default: cv)")
     p.add_argument("--order", default="high", choices=ORDERS,
-                   help="high: largest scores first (hard / uncertain), low: smallest (easy) (default: high)")
+                   help="high: largest scores first (high cv; hard by mean; most uncertain by mc-dropout), "
+                        "low: smallest first (easy by mean) (default: high)")
     p.add_argument("--sampling", default="top", choices=SAMPLINGS,
                    help="top: first n_c ranks; interval: evenly spaced ranks (default: top)")
     p.add_argument("--seed", type=int, default=0, help="seed for random and mc-dropout")
