@@ -194,3 +194,14 @@ def test_cli_flags_override_recipe_and_errors_exit_2(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("epochz: 3\n")
     assert main(["train", "--recipe", str(tmp_path / "bad.yaml"), "--quiet"]) == 2
     assert "unknown key(s) epochz" in capsys.readouterr().err
+
+
+def test_resume_with_more_epochs_follows_the_new_schedule(tmp_path):
+    out = tmp_path / "r"
+    fit(tiny(out, epochs=1, limit_train_batches=2))
+    assert load_checkpoint(out / "last.pt")["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0)
+    summary = fit(tiny(out, epochs=3, limit_train_batches=2, resume=True))
+    state = load_checkpoint(out / "last.pt")
+    assert summary["steps"] == 6 and state["scheduler"]["lr_lambdas"][0]["epochs"] == 3
+    lrs = [r["lr"] for r in state["history"]]
+    assert lrs[0] == pytest.approx(0.0) and lrs[1] == pytest.approx(0.05 * 0.25)  # cosine over 3 epochs at step 4/6
