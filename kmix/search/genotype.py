@@ -28,7 +28,7 @@ def derive_cell(op_weights: torch.Tensor, edge_weights: torch.Tensor, steps: int
         )
     w = op_weights.detach().double().cpu().clone()
     w[:, NONE_INDEX] = float("-inf")
-    # torch.max returns the first maximal index on CPU; argmax over a Python list is explicit about it
+    # explicit tie-break: the largest weight, then the lowest op index
     best_op = [max(range(len(primitives)), key=lambda o, row=row: (row[o], -o)) for row in w.tolist()]
     strength = [w[e, best_op[e]].item() * edge_weights[e].item() for e in range(n_edges)]
     cell: list[tuple[str, int]] = []
