@@ -6,6 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# Tests run tiny models and batches: one intra-op thread avoids thread start/sync costs that
+# dominate such ops (and oversubscription when pytest shares the cores with other work).
+torch.set_num_threads(1)
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
