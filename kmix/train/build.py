@@ -104,7 +104,7 @@ def compute_loss(output, target: torch.Tensor, criterion: nn.Module, aux_weight:
     if isinstance(output, (tuple, list)):
         logits, aux = output[0], (output[1] if len(output) > 1 else None)
         loss = criterion(logits, target)
-        if aux is not None and aux_weight > 0:
+        if aux is not None:  # also with weight 0: keeps the aux head in the graph, which DDP requires
             loss = loss + aux_weight * criterion(aux, target)
         return loss
     return criterion(output, target)
