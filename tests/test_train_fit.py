@@ -205,3 +205,45 @@ def test_resume_with_more_epochs_follows_the_new_schedule(tmp_path):
     assert summary["steps"] == 6 and state["scheduler"]["lr_lambdas"][0]["epochs"] == 3
     lrs = [r["lr"] for r in state["history"]]
     assert lrs[0] == pytest.approx(0.0) and lrs[1] == pytest.approx(0.05 * 0.25)  # cosine over 3 epochs at step 4/6
+
+
+def _tiny_imagefolder(root: Path) -> Path:
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for split, n in (("train", 12), ("val", 4)):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                pixels = (torch.rand(24, 24, 3, generator=gen) * 255).to(torch.uint8).numpy()
+                Image.fromarray(pixels).save(root / split / cls / f"{i}.png")
+    return root
+
+
+def test_interrupted_run_with_random_augmentation_and_a_worker_resumes_exactly(tmp_path, monkeypatch):
+    """ImageFolder with RandomResizedCrop/flip, loaded by a worker process: resume still replays the same batches."""
+    data = str(_tiny_imagefolder(tmp_path / "imgs"))
+    cfg = dict(data=data, image_size=16, augment=True, batch_size=8, limit_train_batches=None, epochs=2,
+               workers=1, mix="saliency-dcutmix")
+    fit(tiny(tmp_path / "ref", **cfg))
+
+    from kmix.train import loop
+
+    real_save, calls = loop._Run._save_last, []
+
+    def save_then_crash(self):
+        real_save(self)
+        calls.append(self.global_step)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # stands in for a kill right after the first step checkpoint
+
+    monkeypatch.setattr(loop._Run, "_save_last", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny(tmp_path / "cut", ckpt_every_steps=2, **cfg))
+    monkeypatch.setattr(loop._Run, "_save_last", real_save)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["step_in_epoch"] == 2
+    fit(tiny(tmp_path / "cut", ckpt_every_steps=2, resume=True, **cfg))
+    a, b = load_checkpoint(tmp_path / "ref" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")
+    assert a["global_step"] == b["global_step"] == 6
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
