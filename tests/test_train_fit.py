@@ -34,9 +34,10 @@ def tiny(out, **kw) -> TrainConfig:
 def test_outputs_summary_and_best_checkpoint_reload(tmp_path):
     out = tmp_path / "run"
     summary = fit(tiny(out, tensorboard=True))
-    for name in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt", "best.pt"):
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "last.pt", "best.pt", "curves.png"):
         assert (out / name).is_file(), name
     assert list(out.glob("events.out.tfevents.*"))
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2]
     assert {"train_loss", "top1_err", "top5_err", "lr", "img_per_s", "wall_s"} <= set(lines[0])
@@ -62,7 +63,8 @@ def _cli(out, *extra):
     return ["train", "--data", "digits", "--model", "small_cnn", "--model-arg", "width=8", "--mix", "dcutmix",
             "--k", "3", "--alpha", "1/2", "--epochs", "2", "--batch-size", "32", "--lr", "0.05",
             "--limit-train-batches", "10", "--ckpt-every-steps", "3", "--seed", "1", "--no-tensorboard", "--quiet",
-            "--out", str(out), *extra]
+            # CPU results depend on the intra-op thread count: the subprocess must use this process's
+            "--threads", str(torch.get_num_threads()), "--out", str(out), *extra]
 
 
 @pytest.mark.slow

@@ -42,7 +42,7 @@ def test_recipe_is_valid(path):
     cfg = load_recipe(path)
     assert _model_known(cfg.model), cfg.model
     assert cfg.mix == "none" or cfg.mix in MIX_CLASSES
-    assert cfg.data in ("cifar10", "cifar100") or "/" in cfg.data
+    assert cfg.data in ("digits", "cifar10", "cifar100") or "/" in cfg.data
     if cfg.mix != "none":
         mixer = build_mixer(cfg, 100, torch.Generator())
         assert mixer.k == cfg.k and mixer.p == cfg.p
@@ -61,6 +61,13 @@ def test_recipe_is_valid(path):
                                                    lr=0.1, milestones=[75, 150, 225], p=1.0)),
 ])
 def test_recipe_values_match_the_paper_rows(stem, expect):
+    """Spot checks of the issue's K/alpha and the CutMix paper's schedule."""
     cfg = load_recipe(next(p for p in RECIPES if p.stem == stem))
     for key, value in expect.items():
         assert getattr(cfg, key) == pytest.approx(value), key
+
+
+def test_quickstart_recipe_is_the_default_config():
+    from kmix.train import TrainConfig
+
+    assert load_recipe(next(p for p in RECIPES if p.stem == "digits_quickstart")) == TrainConfig()

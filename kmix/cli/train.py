@@ -79,6 +79,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g.add_argument("--ckpt-every-steps", type=int, help="also checkpoint every N steps (0 = per epoch only)")
     g.add_argument("--limit-train-batches", type=int, help="cap steps per epoch (smoke tests)")
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
+    g.add_argument("--no-plot", dest="plot", action="store_false", default=None, help="no curves.png")
     g.add_argument("--quiet", action="store_true", default=None, help="no progress bars or per-epoch lines")
     return p
 

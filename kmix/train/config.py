@@ -66,6 +66,7 @@ class TrainConfig:
     ckpt_every_steps: int = 0
     limit_train_batches: int | None = None
     tensorboard: bool = True
+    plot: bool = True
     quiet: bool = False
 
     def __post_init__(self) -> None:
@@ -119,7 +120,7 @@ class TrainConfig:
         if self.schedule == "step" and not self.milestones:
             raise ValueError("schedule 'step' needs milestones (epochs at which lr is multiplied by gamma)")
         _require(isinstance(self.model_kwargs, dict), "model_kwargs", self.model_kwargs, "a mapping", TypeError)
-        for name in ("nesterov", "download", "augment", "resume", "channels_last", "tensorboard", "quiet"):
+        for name in ("nesterov", "download", "augment", "resume", "channels_last", "tensorboard", "plot", "quiet"):
             _require(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false", TypeError)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true needs momentum > 0")

@@ -29,13 +29,14 @@ from kmix.train.build import (autocast, build_mixer, build_network, build_optimi
 from kmix.train.checkpoint import load_checkpoint, model_meta, save_checkpoint
 from kmix.train.config import RUN_DEFINING, TrainConfig, save_config, write_json_atomic, write_text_atomic
 from kmix.train.evaluate import evaluate
+from kmix.train.plots import plot_curves
 from kmix.train.sampling import EpochBatchSampler, SeededItems, batches_per_epoch, derive_seed
 from kmix.train.state import rng_state, seed_everything, set_rng_state
 
 
 def fit(config: TrainConfig) -> dict[str, Any]:
-    """Train as `config` says; write config.yaml, metrics.jsonl, summary.json, last.pt, best.pt and
-    TensorBoard events into config.out; return the summary dict (top1_err, top5_err, best_top1_err,
+    """Train as `config` says; write config.yaml, metrics.jsonl, summary.json, last.pt, best.pt,
+    curves.png and TensorBoard events into config.out; return the summary dict (top1_err, top5_err, best_top1_err,
     epochs, wall_s, img_per_s, ...)."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit expects a TrainConfig, got {type(config).__name__}")
@@ -208,6 +209,9 @@ class _Run:
         summary = self._summary()
         if self.dist.is_main:
             write_json_atomic(self.out / "summary.json", summary)
+            if cfg.plot and self.history:
+                plot_curves(self.history, self.out / "curves.png",
+                            title=f"{Path(cfg.data).name} {cfg.model} {cfg.mix} (K={cfg.k}, alpha={cfg.alpha:g})")
         return summary
 
     def _loader(self) -> DataLoader:
