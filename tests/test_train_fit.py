@@ -249,3 +249,13 @@ def test_interrupted_run_with_random_augmentation_and_a_worker_resumes_exactly(t
     assert a["global_step"] == b["global_step"] == 6
     for name in a["model"]:
         assert torch.equal(a["model"][name], b["model"][name]), name
+
+
+def test_check_images_names_an_unreadable_file_before_training(tmp_path):
+    data = _tiny_imagefolder(tmp_path / "imgs")
+    (data / "train" / "b" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match=r"1 unreadable image\(s\) in the train split .*broken.png"):
+        fit(tiny(tmp_path / "r", data=str(data), image_size=16, batch_size=8, check_images=True))
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match="check_images applies to ImageFolder data"):
+        fit(tiny(tmp_path / "r2", check_images=True))

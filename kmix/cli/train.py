@@ -42,6 +42,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g.add_argument("--download", action="store_true", default=None, help="download CIFAR if missing")
     g.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                    help="no random crop/flip (the dataset's standard train augmentation is on by default)")
+    g.add_argument("--check-images", action="store_true", default=None,
+                   help="decode every ImageFolder image before training; fail naming unreadable files")
     g.add_argument("--image-size", type=int, help="resize/crop size for ImageFolder data")
     g.add_argument("--subset", help="JSON index file (from `kmix subsample`) restricting the training set")
     g.add_argument("--model", help=f"registry name, tv:NAME or timm:NAME (default {d['model']})")

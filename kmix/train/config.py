@@ -30,6 +30,7 @@ class TrainConfig:
     data_root: str | None = None
     download: bool = False
     augment: bool = True
+    check_images: bool = False
     image_size: int | None = None
     subset: str | list[int] | None = None
     model: str = "small_cnn"
@@ -120,7 +121,7 @@ class TrainConfig:
         if self.schedule == "step" and not self.milestones:
             raise ValueError("schedule 'step' needs milestones (epochs at which lr is multiplied by gamma)")
         _require(isinstance(self.model_kwargs, dict), "model_kwargs", self.model_kwargs, "a mapping", TypeError)
-        for name in ("nesterov", "download", "augment", "resume", "channels_last", "tensorboard", "plot", "quiet"):
+        for name in ("nesterov", "download", "augment", "check_images", "resume", "channels_last", "tensorboard", "plot", "quiet"):
             _require(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false", TypeError)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true needs momentum > 0")

@@ -82,6 +82,8 @@ class _Run:
                                                   image_size=config.image_size)
         self.test_set, _ = build_dataset(config.data, root=config.data_root, train=False, augment=False,
                                          download=config.download, image_size=config.image_size)
+        if config.check_images:
+            self._check_images()
         if config.subset is not None:
             from kmix.data.subset import subset_dataset
 
@@ -120,6 +122,18 @@ class _Run:
         self.ddp = (DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
                     if dist_info.enabled else self.model)
         self.writer = None
+
+    def _check_images(self) -> None:
+        """Decode every image of an ImageFolder dataset once; raise naming the unreadable files."""
+        from kmix.data.imagefolder import KmixImageFolder, find_unreadable_images
+
+        for split, dataset in (("train", self.train_set), ("test", self.test_set)):
+            if not isinstance(dataset, KmixImageFolder):
+                raise ValueError(f"check_images applies to ImageFolder data, not {self.config.data!r}")
+            bad = find_unreadable_images(dataset, quiet=self.config.quiet or not self.dist.is_main)
+            if bad:
+                raise ValueError(f"{len(bad)} unreadable image(s) in the {split} split of {self.config.data}: "
+                                 + ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
 
     # --- resume -------------------------------------------------------------------------------
     def _resume_state(self) -> dict[str, Any] | None:
