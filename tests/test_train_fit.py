@@ -160,8 +160,9 @@ def test_subset_limits_the_training_set(tmp_path):
     assert summary["steps"] == 100 // 32
 
 
-def test_bf16_autocast_runs_on_cpu_and_fp16_is_refused(tmp_path):
-    assert fit(tiny(tmp_path / "bf16", epochs=1, limit_train_batches=2, amp="bf16", mix="saliency-dcutmix"))["steps"] == 2
+def test_bf16_autocast_and_channels_last_run_on_cpu_and_fp16_is_refused(tmp_path):
+    assert fit(tiny(tmp_path / "bf16", epochs=1, limit_train_batches=2, amp="bf16", mix="saliency-dcutmix",
+                    channels_last=True))["steps"] == 2
     with pytest.raises(ValueError, match="fp16.*CUDA"):
         fit(tiny(tmp_path / "fp16", amp="fp16", device="cpu"))
 
