@@ -69,6 +69,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g.add_argument("--warmup-epochs", type=_number)
     g.add_argument("--auxiliary-weight", type=_number, help="weight of auxiliary logits (models returning (logits, aux))")
     g.add_argument("--drop-path", type=_number, help="final drop-path probability (models with drop_path_prob)")
+    g.add_argument("--grad-clip", type=_number, help="clip the global gradient norm to this value (0 = off)")
+    g.add_argument("--cutout", type=int, help="Cutout: zero a random square of this side per image (0 = off)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int)
     g.add_argument("--out", help="output folder (default runs/<data>-<model>-<mix>-<time>)")

@@ -42,3 +42,27 @@ def imagenet_transform(image_size: int = 224, *, augment: bool) -> v2.Transform:
     else:
         steps = [v2.Resize(round(size * RESIZE_RATIO), antialias=True), v2.CenterCrop(size)]
     return v2.Compose([*steps, v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])
+
+
+def cutout(x: torch.Tensor, size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017) on a batch (N, C, H, W): zero one size x size square per image.
+
+    The centre is uniform over the image and the square is clipped at the borders, as in the
+    original; vectorised over the batch (the parameters are drawn on `generator`'s device, CPU by
+    default). Returns a new tensor; x is not modified.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"cutout size must be an int >= 0, got {size!r}")
+    if x.dim() != 4:
+        raise ValueError(f"cutout expects a batch (N, C, H, W), got shape {tuple(x.shape)}")
+    if size == 0:
+        return x
+    n, _, h, w = x.shape
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    cy = torch.randint(0, h, (n, 1), generator=generator, device=gen_device).to(x.device)
+    cx = torch.randint(0, w, (n, 1), generator=generator, device=gen_device).to(x.device)
+    ys, xs = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    in_rows = (ys >= cy - size // 2) & (ys < cy - size // 2 + size)  # (n, H)
+    in_cols = (xs >= cx - size // 2) & (xs < cx - size // 2 + size)  # (n, W)
+    keep = ~(in_rows[:, :, None] & in_cols[:, None, :])
+    return x * keep[:, None].to(x.dtype)

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,21 +51,16 @@ def autocast(amp: str, device: torch.device):
 
 
 def resolve_model_kwargs(config: TrainConfig) -> dict[str, Any]:
-    """config.model_kwargs plus the genotype (a dict, or loaded from a JSON file) under 'genotype'."""
+    """config.model_kwargs plus the genotype (a dict, or loaded from a JSON file) under 'genotype'.
+
+    The genotype is validated here (errors name the file and the bad entry), so a bad file fails
+    before any data is loaded.
+    """
     kwargs = dict(config.model_kwargs)
     if config.genotype is not None:
-        genotype = config.genotype
-        if isinstance(genotype, str):
-            path = Path(genotype)
-            if not path.is_file():
-                raise FileNotFoundError(f"genotype file not found: {path}")
-            try:
-                genotype = json.loads(path.read_text())
-            except json.JSONDecodeError as err:
-                raise ValueError(f"genotype file {path} is not valid JSON: {err}") from err
-        if not isinstance(genotype, dict):
-            raise TypeError(f"genotype must be a JSON object (dict), got {type(genotype).__name__}")
-        kwargs["genotype"] = genotype
+        from kmix.models.darts_genotype import load_genotype
+
+        kwargs["genotype"] = load_genotype(config.genotype).to_dict()
     return kwargs
 
 

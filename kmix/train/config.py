@@ -18,7 +18,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 # fields a resumed run must share with the run it continues (the others may change, e.g. epochs)
 RUN_DEFINING = ("data", "model", "mix", "k", "alpha", "p", "batch_size", "seed", "subset", "image_size",
                 "model_kwargs", "genotype", "label_smoothing", "lr", "momentum", "nesterov", "weight_decay",
-                "schedule", "milestones", "gamma", "warmup_epochs", "limit_train_batches")
+                "schedule", "milestones", "gamma", "warmup_epochs", "limit_train_batches", "grad_clip", "cutout")
 
 
 @dataclass
@@ -55,6 +55,8 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     auxiliary_weight: float = 0.0
     drop_path: float = 0.0
+    grad_clip: float = 0.0  # max global gradient L2 norm; 0 = off (DARTS evaluation uses 5)
+    cutout: int = 0  # side of the Cutout square in pixels, 0 = off (DARTS evaluation uses 16)
     # run
     seed: int = 0
     out: str | None = None
@@ -100,7 +102,7 @@ class TrainConfig:
             _int("image_size", self.image_size)
             _require(self.image_size >= 4, "image_size", self.image_size, ">= 4 or null")
         for name in ("alpha", "p", "label_smoothing", "lr", "momentum", "weight_decay", "gamma", "warmup_epochs",
-                     "auxiliary_weight", "drop_path"):
+                     "auxiliary_weight", "drop_path", "grad_clip"):
             value = getattr(self, name)
             _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                      name, value, "a finite number", TypeError)
@@ -114,6 +116,9 @@ class TrainConfig:
         _require(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", self.warmup_epochs, "in [0, epochs)")
         _require(self.auxiliary_weight >= 0, "auxiliary_weight", self.auxiliary_weight, ">= 0")
         _require(0 <= self.drop_path < 1, "drop_path", self.drop_path, "in [0, 1)")
+        _require(self.grad_clip >= 0, "grad_clip", self.grad_clip, ">= 0 (0 = off)")
+        _int("cutout", self.cutout)
+        _require(self.cutout >= 0, "cutout", self.cutout, ">= 0 pixels (0 = off)")
         _require(isinstance(self.milestones, (list, tuple)) and all(
             isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.milestones),
             "milestones", self.milestones, "a list of positive epoch numbers", TypeError)

@@ -30,6 +30,7 @@ from kmix.train.checkpoint import load_checkpoint, model_meta, save_checkpoint
 from kmix.train.config import RUN_DEFINING, TrainConfig, save_config, write_json_atomic, write_text_atomic
 from kmix.train.evaluate import evaluate
 from kmix.train.plots import plot_curves
+from kmix.data.transforms import cutout
 from kmix.train.sampling import EpochBatchSampler, SeededItems, batches_per_epoch, derive_seed
 from kmix.train.state import rng_state, seed_everything, set_rng_state
 
@@ -255,6 +256,9 @@ class _Run:
                 x = x.contiguous(memory_format=torch.channels_last)
             self.mix_generator.manual_seed(derive_seed(cfg.seed, self.dist.rank, self.global_step, 3))
             with torch.no_grad():
+                if cfg.cutout:
+                    x = cutout(x, cfg.cutout, torch.Generator().manual_seed(
+                        derive_seed(cfg.seed, self.dist.rank, self.global_step, 6)))
                 if self.mixer is None:
                     target = soft_targets(y, self.info.num_classes, cfg.label_smoothing)
                 else:
@@ -271,6 +275,9 @@ class _Run:
                                          f"{self.global_step + 1}); stopped, {kept}. Try a lower --lr.")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            if cfg.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.scheduler.step()
