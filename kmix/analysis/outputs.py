@@ -5,25 +5,13 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from kmix.io import write_bytes_atomic
 
-def _write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+_write_atomic = write_bytes_atomic
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

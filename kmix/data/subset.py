@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from torch.utils.data import Dataset, Subset
+
+from kmix.io import write_json_atomic
 
 PathLike = str | os.PathLike
 
@@ -71,20 +72,8 @@ def load_indices(path_or_list: PathLike | Sequence[int], n: int) -> list[int]:
 
 def save_indices(path: PathLike, indices: Sequence[int], **meta: Any) -> Path:
     """Write `{"indices": [...], **meta}` as JSON atomically (temp file + rename); returns the path."""
-    path = Path(path)
     payload = {"indices": [int(i) for i in indices], **meta}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json_atomic(path, payload, indent=None)
 
 
 class IndexedSubset(Subset):

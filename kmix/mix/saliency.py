@@ -9,7 +9,6 @@ The peak location is scaled back to the image size.
 """
 from __future__ import annotations
 
-import math
 
 import torch
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from kmix.io import write_json_atomic
 from kmix.models.darts_ops import PRIMITIVES
 
 Edge = tuple[str, int]
@@ -119,19 +119,4 @@ def load_genotype(spec: GenotypeLike) -> Genotype:
 
 def save_genotype(path: str | os.PathLike, genotype: Genotype) -> None:
     """Write the genotype JSON atomically (temp file in the same folder, then rename)."""
-    write_json_atomic(path, genotype.to_dict())
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """json.dump to a temp file beside `path`, then os.replace: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, genotype.to_dict(), indent=1)

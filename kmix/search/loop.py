@@ -11,7 +11,6 @@ import io
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +26,8 @@ from tqdm.auto import tqdm
 from kmix.data.registry import build_dataset
 from kmix.data.subset import load_indices
 from kmix.models import Normalized
-from kmix.models.darts_genotype import save_genotype, write_json_atomic
+from kmix.io import atomic_write, write_json_atomic
+from kmix.models.darts_genotype import save_genotype
 from kmix.models.darts_ops import PRIMITIVES
 from kmix.search.genotype import derive_genotype
 from kmix.search.supernet import SearchNetwork, normalised_edge_weights
@@ -209,17 +209,8 @@ def _run_epoch(model: Normalized, cfg: SearchConfig, train_ds, val_ds, epoch: in
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save to a temp file beside `path`, fsync, then rename: an interrupted write never corrupts it."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save atomically: an interrupted write never corrupts the previous checkpoint."""
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def _config_dict(cfg: SearchConfig) -> dict[str, Any]:

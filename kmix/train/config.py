@@ -1,15 +1,15 @@
 """`TrainConfig`: every knob of a training run, filled from defaults, a YAML recipe and CLI flags."""
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from kmix.io import write_text_atomic
 
 MIX_NAMES = ("none", "mixup", "cutmix", "dmixup", "dcutmix", "saliency-dcutmix")
 SCHEDULES = ("step", "cosine", "constant")
@@ -187,24 +187,6 @@ def default_values() -> dict[str, Any]:
 def save_config(config: TrainConfig, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML, atomically."""
     write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write text to a temp file in the same folder and rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _require(ok: bool, name: str, value: Any, what: str, exc: type[Exception] = ValueError) -> None:

@@ -27,7 +27,8 @@ from kmix.train import distributed as D
 from kmix.train.build import (autocast, build_mixer, build_network, build_optimizer, build_scheduler,
                               check_amp, compute_loss, resolve_device, resolve_model_kwargs)
 from kmix.train.checkpoint import load_checkpoint, model_meta, save_checkpoint
-from kmix.train.config import RUN_DEFINING, TrainConfig, save_config, write_json_atomic, write_text_atomic
+from kmix.io import write_json_atomic, write_text_atomic
+from kmix.train.config import RUN_DEFINING, TrainConfig, save_config
 from kmix.train.evaluate import evaluate
 from kmix.train.plots import plot_curves
 from kmix.data.transforms import cutout
