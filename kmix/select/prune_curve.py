@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kmix.select.io import atomic_write_csv, atomic_write_json
+from kmix.io import atomic_write, write_csv_atomic, write_json_atomic
 from kmix.select.score import ScoreConfig, ScoreSpec, run_score
 from kmix.select.subsample import METHODS, ORDERS, SAMPLINGS, SubsampleConfig, run_subsample
 
@@ -155,10 +155,8 @@ def plot_curve(curve: list[dict], path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
-    tmp.replace(path)
 
 
 def run_prune_curve(config: PruneCurveConfig) -> dict:
@@ -170,7 +168,7 @@ def run_prune_curve(config: PruneCurveConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps({**asdict(config), "score": asdict(config.score)}))  # JSON-normalised
     _check_same_settings(out / "config.json", settings)
-    atomic_write_json(out / "config.json", settings)
+    write_json_atomic(out / "config.json", settings)
     runs_path = out / "runs.csv"
     rows = _read_runs(runs_path)
     done = {_key(r["method"], float(r["ratio"]), int(r["seed"])) for r in rows}
@@ -180,7 +178,7 @@ def run_prune_curve(config: PruneCurveConfig) -> dict:
         rows.append({"method": method, "ratio": f"{float(ratio):g}", "seed": seed, "n_train": n_train, "epochs": epochs,
                      "top1_err": summary["top1_err"], "best_top1_err": summary.get("best_top1_err"),
                      "wall_s": round(wall, 2), "subset": subset or ""})
-        atomic_write_csv(runs_path, RUN_COLUMNS, [[r.get(c, "") for c in RUN_COLUMNS] for r in rows])
+        write_csv_atomic(runs_path, RUN_COLUMNS, [[r.get(c, "") for c in RUN_COLUMNS] for r in rows])
 
     jobs = []  # seed-major: a complete one-seed curve exists before the second seed starts
     for s in config.seeds:
@@ -226,7 +224,7 @@ def run_prune_curve(config: PruneCurveConfig) -> dict:
     bar.close()
     curve = aggregate([r for r in rows if r["method"] == "full" or
                        (r["method"] in config.methods and float(r["ratio"]) in {float(x) for x in config.ratios})])
-    atomic_write_csv(out / "curve.csv", CURVE_COLUMNS,
+    write_csv_atomic(out / "curve.csv", CURVE_COLUMNS,
                      [[c[k] if not isinstance(c[k], float) else round(c[k], 4) for k in CURVE_COLUMNS] for c in curve])
     budget = f"{config.epochs} epochs" + (" x N/n (equal steps)" if config.equal_steps else "")
     plot_curve(curve, out / "curve.png", f"{config.data} / {config.model}, {budget}, {len(config.seeds)} seed(s)")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from kmix.mix import SoftTargetCrossEntropy, apply_cutmix, mix_labels
 from kmix.select.anchored import AnchoredSampler, chunk_generator, default_anchor_phi
 from kmix.select.bank import ImageBank, dataset_labels
-from kmix.select.io import atomic_write_json
+from kmix.io import write_json_atomic
 from kmix.select.scores_file import write_scores
 from kmix.train.checkpoint import save_checkpoint
 
@@ -133,7 +133,7 @@ def _check_fingerprint(chunk_dir: Path, fingerprint: dict) -> None:
             raise ValueError(f"{chunk_dir} holds chunks of a run with other settings ({old}) than this one "
                              f"({fingerprint}); delete that folder or choose another --out")
     else:
-        atomic_write_json(path, fingerprint)
+        write_json_atomic(path, fingerprint)
 
 
 def score_losses(model: nn.Module, dataset: Dataset, num_classes: int, spec: ScoreSpec, *,

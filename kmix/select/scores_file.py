@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kmix.select.io import atomic_write_csv, atomic_write_json
+from kmix.io import atomic_write, write_csv_atomic, write_json_atomic
 
 REQUIRED_COLUMNS = ("index", "label", "mean", "std", "cv")
 
@@ -56,7 +56,7 @@ def write_scores(path: str | os.PathLike, labels: torch.Tensor, losses: torch.Te
     written = []
     if path.suffix.lower() == ".csv":
         rows = ([int(cols[0][i]), int(cols[1][i])] + [repr(float(c[i])) for c in cols[2:]] for i in range(n))
-        atomic_write_csv(path, header, rows)
+        write_csv_atomic(path, header, rows)
         written.append(path)
         parquet = path.with_suffix(".parquet") if _have_pyarrow() else None
     else:
@@ -67,11 +67,10 @@ def write_scores(path: str | os.PathLike, labels: torch.Tensor, losses: torch.Te
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        tmp = parquet.with_name(parquet.name + ".tmp")
-        pq.write_table(pa.table(dict(zip(header, cols))), tmp)
-        os.replace(tmp, parquet)
+        table = pa.table(dict(zip(header, cols)))
+        atomic_write(parquet, lambda f: pq.write_table(table, f))
         written.append(parquet)
-    atomic_write_json(path.with_name(path.name + ".json"), meta)
+    write_json_atomic(path.with_name(path.name + ".json"), meta)
     return written
 
 

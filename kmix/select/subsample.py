@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kmix.select.io import atomic_write_json
+from kmix.io import write_json_atomic
 
 # method -> what it needs: "scores" (a column of the scores file), "model" (checkpoint + data), "labels"
 METHODS: dict[str, str] = {
@@ -164,5 +164,5 @@ def run_subsample(config: SubsampleConfig) -> dict:
         "checkpoint": config.checkpoint, "data": config.data, "n_total": int(len(labels)),
         "n_selected": len(indices), "per_class": per_class,
     }
-    atomic_write_json(Path(config.out), record)
+    write_json_atomic(Path(config.out), record)
     return record
