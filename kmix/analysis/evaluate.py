@@ -71,17 +71,10 @@ class EvalConfig:
 
 def run_eval(cfg: EvalConfig) -> dict:
     """Top-1/top-5 accuracy and error; with cfg.out, writes eval.json, per_class.csv and per_class.png."""
-    from kmix.analysis.classes import load_class_list
     from kmix.analysis.data import collect_logits, load_eval_data, make_loader, with_channels
-    from kmix.analysis.models import load_analysis_model, resolve_device
+    from kmix.analysis.models import setup_eval
 
-    if cfg.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
-    device = resolve_device(cfg.device)
-    names = load_class_list(cfg.model_classes) if cfg.model_classes else None
-    lm = load_analysis_model(cfg.checkpoint, arch=cfg.arch, num_classes=cfg.num_classes, class_names=names,
-                             device=device)
-    subset = load_class_list(cfg.classes) if cfg.classes else None
+    device, lm, subset = setup_eval(cfg)
     resolve_label_space(lm.class_names, lm.num_classes, (), subset)  # class subset vs model: fail before any data
     dataset, info = load_eval_data(cfg.data, root=cfg.root, limit=cfg.limit, seed=cfg.seed,
                                    image_size=cfg.image_size, classes=subset)

@@ -115,3 +115,18 @@ def _load_plain(path: Path, arch: str, num_classes: int | None, mean, std, class
     meta = {"name": arch, "num_classes": num_classes, "in_chans": len(mean), "mean": list(mean), "std": list(std),
             "kwargs": {}, "data": {"class_names": list(names)}}
     return LoadedModel(Normalized(net, mean, std).to(dev).eval(), path.stem, arch, num_classes, names, meta)
+
+
+def setup_eval(cfg) -> tuple[torch.device, LoadedModel, list[str] | None]:
+    """Shared start of `kmix eval` / `kmix ood`: check the batch size, pick the device, load the
+    model (kmix checkpoint or plain state_dict with cfg.arch) and the optional class-subset file."""
+    from kmix.analysis.classes import load_class_list
+
+    if cfg.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
+    device = resolve_device(cfg.device)
+    names = load_class_list(cfg.model_classes) if cfg.model_classes else None
+    model = load_analysis_model(cfg.checkpoint, arch=cfg.arch, num_classes=cfg.num_classes, class_names=names,
+                                device=device)
+    subset = load_class_list(cfg.classes) if cfg.classes else None
+    return device, model, subset

@@ -64,18 +64,12 @@ class OODConfig:
 
 def run_ood(cfg: OODConfig) -> dict:
     """Score in-distribution and OOD images with -MSP; write ood.json, scores.csv and ood.png (histogram, ROC, PR)."""
-    from kmix.analysis.classes import class_positions, load_class_list
+    from kmix.analysis.classes import class_positions
     from kmix.analysis.data import collect_logits, load_eval_data, make_loader, with_channels
+    from kmix.analysis.models import setup_eval
     from kmix.data.registry import DATASET_NAMES
-    from kmix.analysis.models import load_analysis_model, resolve_device
 
-    if cfg.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {cfg.batch_size}")
-    device = resolve_device(cfg.device)
-    names = load_class_list(cfg.model_classes) if cfg.model_classes else None
-    lm = load_analysis_model(cfg.checkpoint, arch=cfg.arch, num_classes=cfg.num_classes, class_names=names,
-                             device=device)
-    subset = load_class_list(cfg.classes) if cfg.classes else None
+    device, lm, subset = setup_eval(cfg)
     positions = class_positions(lm.class_names, subset) if subset else None
     in_ds, in_info = load_eval_data(cfg.in_data, root=cfg.root, limit=cfg.limit, seed=cfg.seed,
                                     image_size=cfg.image_size, classes=subset)
