@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
+from kmix.devices import resolve_device  # noqa: F401 (the analysis commands import it from here)
 from kmix.models import Normalized, build_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -25,19 +26,6 @@ class LoadedModel:
     num_classes: int
     class_names: tuple[str, ...] = field(default=())
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> cuda when available else cpu; anything else goes to torch.device (clear error if invalid)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"device: invalid device {device!r}") from err
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but CUDA is not available")
-    return dev
 
 
 def unique_labels(paths: Sequence[str | os.PathLike]) -> list[str]:

@@ -31,7 +31,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--draws", type=int, default=10, help="scoring composites per image (default: 10)")
     p.add_argument("--score-seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--out", default="prune_curve")
     p.add_argument("--quiet", action="store_true")
     return p

@@ -38,7 +38,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="composites per forward pass")
     p.add_argument("--chunk-size", type=int, default=1024,
                    help="anchors per resumable chunk; scores depend on seed and chunk size, not batch size")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--out", default="scores.csv", help="output .csv (Parquet twin when pyarrow is installed) "
                                                        "or .parquet")
     p.add_argument("--quiet", action="store_true")

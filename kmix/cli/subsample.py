@@ -30,7 +30,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--mc-p", type=float, default=0.5,
                    help="dropout rate added before the classifier when the model has no dropout (default: 0.5)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--out", default="subset.json")
     p.add_argument("--quiet", action="store_true")
     return p

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from kmix.data.registry import build_dataset
 from kmix.data.subset import load_indices
+from kmix.devices import resolve_device
 from kmix.models import Normalized
 from kmix.io import atomic_write, write_json_atomic
 from kmix.models.darts_genotype import save_genotype
@@ -88,19 +89,6 @@ class SearchConfig:
         need(0.0 < self.train_portion < 1.0, "train_portion", "in (0, 1)")
         need(self.limit is None or (isinstance(self.limit, int) and self.limit >= 2), "limit", "None or an int >= 2")
         need(isinstance(self.workers, int) and self.workers >= 0, "workers", "an int >= 0")
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; anything else must be a valid, available torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but CUDA is not available on this machine")
-    return device
 
 
 def split_halves(n: int, portion: float, seed: int) -> tuple[list[int], list[int]]:

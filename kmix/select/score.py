@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from kmix.devices import resolve_device
 from kmix.mix import SoftTargetCrossEntropy, apply_cutmix, mix_labels
 from kmix.select.anchored import AnchoredSampler, chunk_generator, default_anchor_phi
 from kmix.select.bank import ImageBank, dataset_labels
@@ -227,10 +228,9 @@ def run_score(config: ScoreConfig) -> dict:
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise ValueError(f"out must end in .csv or .parquet, got {config.out!r}")
     rank, world_size = _rank_world(config)
-    device = config.device
-    if str(device) == "cuda" and world_size > 1:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-        torch.cuda.set_device(device)  # NCCL's object gather uses the current device
+    # under torchrun a plain "cuda" means this process's GPU (NCCL's object gather uses the current device)
+    local_rank = int(os.environ.get("LOCAL_RANK", rank)) if world_size > 1 else None
+    device = resolve_device(config.device, local_rank)
     model, meta = load_model(config.checkpoint, map_location=device)
     dataset, info = build_dataset(config.data, root=config.data_root, train=True)
     if info.in_chans != meta["in_chans"]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kmix.devices import resolve_device
 from kmix.io import write_json_atomic
 
 # method -> what it needs: "scores" (a column of the scores file), "model" (checkpoint + data), "labels"
@@ -129,8 +130,9 @@ def _labels_and_scores(config: SubsampleConfig):
         from kmix.select.baselines import mc_dropout_entropy, penultimate_features
         from kmix.train.checkpoint import load_model
 
-        model, _ = load_model(config.checkpoint, map_location=config.device)
-        kw = dict(batch_size=config.batch_size, device=config.device, quiet=config.quiet)
+        device = resolve_device(config.device)
+        model, _ = load_model(config.checkpoint, map_location=device)
+        kw = dict(batch_size=config.batch_size, device=device, quiet=config.quiet)
         if config.by == "mc-dropout":
             values = mc_dropout_entropy(model, dataset, passes=config.mc_passes, p=config.mc_p, seed=config.seed,
                                         **kw).numpy().astype(np.float64)

@@ -23,19 +23,6 @@ MIX_CLASSES: dict[str, tuple[type[KImageMix], int | None]] = {
 }
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> CUDA if present else CPU; 'cuda' under torchrun -> this process's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested but CUDA is not available (use --device cpu)")
-        device = torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
-        torch.cuda.set_device(device)
-        return device
-    return torch.device(name)
-
-
 def check_amp(amp: str, device: torch.device) -> None:
     """fp16 needs CUDA (GradScaler); bf16 works on CPU and CUDA."""
     if amp == "fp16" and device.type != "cuda":

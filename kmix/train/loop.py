@@ -25,8 +25,9 @@ from kmix.data.registry import build_dataset
 from kmix.mix import SoftTargetCrossEntropy, soft_targets
 from kmix.train import distributed as D
 from kmix.train.build import (autocast, build_mixer, build_network, build_optimizer, build_scheduler,
-                              check_amp, compute_loss, resolve_device, resolve_model_kwargs)
+                              check_amp, compute_loss, resolve_model_kwargs)
 from kmix.train.checkpoint import load_checkpoint, model_meta, save_checkpoint
+from kmix.devices import resolve_device
 from kmix.io import write_json_atomic, write_text_atomic
 from kmix.train.config import RUN_DEFINING, TrainConfig, save_config
 from kmix.train.evaluate import evaluate

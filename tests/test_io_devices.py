@@ -1,0 +1,40 @@
+"""The shared helpers every command uses: atomic writes and device resolution."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from kmix.devices import resolve_device
+from kmix.io import atomic_write, write_csv_atomic, write_json_atomic
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = write_json_atomic(tmp_path / "sub" / "a.json", {"x": 1})
+    assert json.loads(path.read_text()) == {"x": 1}
+
+    def broken(f):
+        f.write(b'{"x": 2, "half')
+        raise KeyboardInterrupt  # a run interrupted mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, broken)
+    assert json.loads(path.read_text()) == {"x": 1}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a.json"]  # no temp file left behind
+
+
+def test_csv_writer_round_trip(tmp_path):
+    path = write_csv_atomic(tmp_path / "t.csv", ["a", "b"], [[1, 2.5], [3, "x"]])
+    assert path.read_text() == "a,b\n1,2.5\n3,x\n"
+
+
+def test_resolve_device():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="device must be auto, cpu, cuda"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
