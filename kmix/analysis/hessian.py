@@ -60,7 +60,7 @@ class LossOnData:
 
     @torch.no_grad()
     def evaluate(self, params: Vector | None = None) -> tuple[float, float]:
-        """(mean loss, top-1 error) at `params` (default: the model's own weights); the model is not modified."""
+        """(mean loss, top-1 error in percent) at `params` (default: the model's own weights); the model is not modified."""
         override = dict(zip(self.names, params)) if params is not None else {}
         total, wrong = 0.0, 0
         for x, y in self.batches:
@@ -69,7 +69,7 @@ class LossOnData:
             total += float(self.criterion(out, y)) * len(y)
             if out.dim() == 2 and out.shape[1] > 1 and y.dtype == torch.long:
                 wrong += int((out.argmax(1) != y).sum())
-        return total / self.n, wrong / self.n
+        return total / self.n, 100.0 * wrong / self.n
 
     def hvp(self, v: Vector) -> Vector:
         """Hessian of the mean loss times `v`, by double backward, accumulated batch by batch."""

@@ -189,7 +189,7 @@ def _scan_model(loss: LossOnData, label: str, cfg: LandscapeConfig, out: Path) -
     if not cfg.quiet:
         eig = ", ".join(f"{v:.4g}" for v in info.get("top_eigenvalues", []))
         tr = f"{info['hessian_trace']:.4g} ± {info['hessian_trace_stderr']:.2g}" if "hessian_trace" in info else "-"
-        print(f"{label}: loss {base_loss:.4f}  top-1 err {base_err:.4f}  top eigenvalues [{eig}]  trace {tr}")
+        print(f"{label}: loss {base_loss:.4f}  top-1 err {base_err:.2f}%  top eigenvalues [{eig}]  trace {tr}")
     return info, rows
 
 
