@@ -11,7 +11,7 @@ from kmix.analysis.models import IMAGENET_MEAN, IMAGENET_STD, load_analysis_mode
 from kmix.cli.main import main
 from kmix.models import Normalized, build_model
 from kmix.train.checkpoint import load_model
-from test_analysis_support import digits, one_thread, train_digits_checkpoint  # noqa: F401
+from test_analysis_support import digits, train_digits_checkpoint
 
 
 @pytest.fixture(scope="module")

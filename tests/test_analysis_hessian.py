@@ -7,7 +7,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kmix.analysis.hessian import LossOnData, hutchinson_trace, top_eigenpairs, vdot
-from test_analysis_support import one_thread  # noqa: F401  (autouse fixture)
 
 
 def quadratic_problem(seed: int = 0, n: int = 96, d: int = 7):

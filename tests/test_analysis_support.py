@@ -4,7 +4,6 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -12,14 +11,6 @@ from kmix.data.digits import DIGITS_INFO, DigitsDataset
 from kmix.models import Normalized, build_model
 from kmix.train.checkpoint import model_meta, save_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run each analysis test on one intra-op thread: on the shared 2-core machine, 2 threads are ~20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @lru_cache(maxsize=2)
@@ -30,15 +21,6 @@ def digits(train: bool) -> DigitsDataset:
 def train_digits_checkpoint(path: Path, *, seed: int = 0, steps: int = 60, width: int = 8,
                             arch: str = "small_cnn") -> Path:
     """A few SGD steps of small_cnn on digits (about a second), saved as a kmix checkpoint."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _train(path, seed, steps, width, arch)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train(path: Path, seed: int, steps: int, width: int, arch: str) -> Path:
     torch.manual_seed(seed)
     kwargs = {"width": width} if arch == "small_cnn" else {}
     net = build_model(arch, num_classes=10, in_chans=1, **kwargs)

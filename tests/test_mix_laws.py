@@ -57,7 +57,7 @@ def test_label_weights_equal_the_nested_box_areas(mixer_cls):
 def test_dcutmix_label_follows_the_dirichlet_proportions_on_average():
     # rounding makes each label differ from phi a little, but on average they agree
     n, k = 4096, 3
-    x, y = torch.zeros(n, 1, 64, 64), torch.zeros(n, dtype=torch.long)
+    x = torch.zeros(n, 1, 64, 64)
     mix = DCutMix(num_classes=1, k=k, alpha=1.0, generator=_gen(4))
     params = mix.sample_params(x)
     from kmix.mix import slot_weights

@@ -18,13 +18,6 @@ DARTS_V2 = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _count(net: torch.nn.Module) -> int:
     return sum(p.numel() for name, p in net.named_parameters() if "aux_head" not in name)

@@ -17,23 +17,12 @@ TINY_ARGS = ["--epochs", "2", "--warmup", "1", "--layers", "4", "--channels", "8
              "--batch-size", "40", "--seed", "3", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny supernets are dispatch-bound; 2 OpenMP threads on a shared 2-core box can be 20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     """One uninterrupted tiny search through the CLI (2 epochs, the first a warm-up)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("search") / "run"
     assert main(["search", "--data", "digits", "--out", str(out), *TINY_ARGS]) == 0
-    torch.set_num_threads(before)
     return out
 
 

@@ -17,14 +17,6 @@ N_EDGES = edge_count(STEPS)
 N_OPS = len(PRIMITIVES)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny supernets are dispatch-bound; 2 OpenMP threads on a shared 2-core box can be 20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _brute_force_cell(op_w: torch.Tensor, edge_w: torch.Tensor) -> list[tuple[str, int]]:
     """Reference: plain loops, best pair of edges per node by strength (lower index on ties)."""

@@ -10,14 +10,6 @@ from kmix.search.supernet import (PartialMixedOp, SearchCell, SearchNetwork, cha
                                   normalised_edge_weights)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny supernets are dispatch-bound; 2 OpenMP threads on a shared 2-core box can be 20x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.parametrize("stride, size", [(1, 16), (2, 16), (2, 7), (1, 5)])
 def test_partial_mixed_op_keeps_shapes_and_sends_c_over_k_channels(stride, size):
