@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kmix.models.init import kaiming_init
+from kmix.models.init import ResidualTrunk
 from kmix.models.registry import register_model
 
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -36,27 +36,20 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class PreActResNet(nn.Module):
+class PreActResNet(ResidualTrunk):
     """conv3x3(64) stem, four stages of pre-activation basic blocks, BN-ReLU, global pool, FC."""
 
     def __init__(self, blocks_per_stage: tuple[int, ...], num_classes: int, in_chans: int = 3):
         super().__init__()
         if len(blocks_per_stage) != len(STAGE_WIDTHS) or min(blocks_per_stage) < 1:
             raise ValueError(f"blocks_per_stage must be 4 positive ints, got {blocks_per_stage!r}")
-        self.stem = nn.Conv2d(in_chans, STAGE_WIDTHS[0], 3, padding=1, bias=False)
         layers, cin = [], STAGE_WIDTHS[0]
         for n, width, stride in zip(blocks_per_stage, STAGE_WIDTHS, STAGE_STRIDES):
             for i in range(n):
                 layers.append(PreActBlock(cin, width, stride if i == 0 else 1))
                 cin = width
-        self.blocks = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(cin, num_classes)
-        self.num_features = cin
-        kaiming_init(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.head(self.blocks(self.stem(x))))
+        stem = nn.Conv2d(in_chans, STAGE_WIDTHS[0], 3, padding=1, bias=False)
+        self._assemble(stem, layers, cin, num_classes, preact_head=True)
 
 
 @register_model("preact_resnet18")

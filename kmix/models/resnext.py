@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kmix.models.init import kaiming_init
+from kmix.models.init import ResidualTrunk
 from kmix.models.registry import register_model
 
 STEM_WIDTH = 64
@@ -37,7 +37,7 @@ class ResNeXtBlock(nn.Module):
         return F.relu(self.residual(x) + self.shortcut(x))
 
 
-class ResNeXt(nn.Module):
+class ResNeXt(ResidualTrunk):
     """conv3x3(64)-BN-ReLU stem, three stages of ResNeXt blocks, global pool, FC."""
 
     def __init__(self, depth: int, cardinality: int, base_width: int, num_classes: int, in_chans: int = 3):
@@ -48,22 +48,15 @@ class ResNeXt(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"ResNeXt {name} must be a positive int, got {name}={value!r}")
         per_stage = (depth - 2) // 9
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_chans, STEM_WIDTH, 3, padding=1, bias=False), nn.BatchNorm2d(STEM_WIDTH), nn.ReLU(inplace=True)
-        )
         layers, cin = [], STEM_WIDTH
         for stage, (cout, stride) in enumerate(zip(STAGE_OUT, STAGE_STRIDES)):
             for i in range(per_stage):
                 layers.append(ResNeXtBlock(cin, cout, stride if i == 0 else 1, cardinality, base_width * 2 ** stage))
                 cin = cout
-        self.blocks = nn.Sequential(*layers)
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(cin, num_classes)
-        self.num_features = cin
-        kaiming_init(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.blocks(self.stem(x))))
+        stem = nn.Sequential(
+            nn.Conv2d(in_chans, STEM_WIDTH, 3, padding=1, bias=False), nn.BatchNorm2d(STEM_WIDTH), nn.ReLU(inplace=True)
+        )
+        self._assemble(stem, layers, cin, num_classes, preact_head=False)
 
 
 @register_model("resnext")

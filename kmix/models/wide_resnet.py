@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kmix.models.init import kaiming_init
+from kmix.models.init import ResidualTrunk
 from kmix.models.registry import register_model
 
 STEM_WIDTH = 16
@@ -36,7 +36,7 @@ class WideBlock(nn.Module):
         return self.conv2(out) + shortcut
 
 
-class WideResNet(nn.Module):
+class WideResNet(ResidualTrunk):
     """conv3x3(16) stem, three stages of wide blocks (strides 1, 2, 2), BN-ReLU, global pool, FC."""
 
     def __init__(self, depth: int, widen: int, num_classes: int, in_chans: int = 3, dropout: float = 0.0):
@@ -48,21 +48,14 @@ class WideResNet(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got dropout={dropout!r}")
         per_stage = (depth - 4) // 6
-        self.stem = nn.Conv2d(in_chans, STEM_WIDTH, 3, padding=1, bias=False)
         layers, cin = [], STEM_WIDTH
         for stage, stride in enumerate(STAGE_STRIDES):
             width = STEM_WIDTH * widen * 2 ** stage
             for i in range(per_stage):
                 layers.append(WideBlock(cin, width, stride if i == 0 else 1, dropout))
                 cin = width
-        self.blocks = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(cin, num_classes)
-        self.num_features = cin
-        kaiming_init(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.head(self.blocks(self.stem(x))))
+        stem = nn.Conv2d(in_chans, STEM_WIDTH, 3, padding=1, bias=False)
+        self._assemble(stem, layers, cin, num_classes, preact_head=True)
 
 
 @register_model("wide_resnet")
