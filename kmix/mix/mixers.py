@@ -21,12 +21,13 @@ def _check_alpha(alpha: float | Sequence[float], k: int) -> torch.Tensor:
     if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
         values = [float(alpha)] * k
     else:
+        wrong_type = TypeError(f"alpha must be a float or a sequence of {k} floats, got {alpha!r}")
+        if isinstance(alpha, (str, bytes)):  # iterable, but not a sequence of numbers
+            raise wrong_type
         try:
-            if isinstance(alpha, (str, bytes)):
-                raise TypeError
             values = [float(a) for a in alpha]  # type: ignore[union-attr]
         except (TypeError, ValueError) as err:
-            raise TypeError(f"alpha must be a float or a sequence of {k} floats, got {alpha!r}") from err
+            raise wrong_type from err
         if len(values) != k:
             raise ValueError(f"alpha must have k={k} values, got {len(values)}: {alpha!r}")
     if not all(a > 0 and a != float("inf") for a in values):
