@@ -7,7 +7,8 @@ import torch
 from kmix.models import build_model, list_models
 from kmix.models.pyramidnet import pyramid_widths
 
-CIFAR_MODELS = ("pyramidnet110", "pyramidnet200", "preact_resnet18", "wrn16_8", "resnext29_4x24d")
+CIFAR_MODELS = ("pyramidnet110", "pyramidnet200", "preact_resnet18", "wrn16_8", "resnext29_4x24d",
+                "resnet20", "resnet32", "resnet56", "resnet110")
 # forwards use a shallow PyramidNet (same unit code; oneDNN compiles a kernel per distinct conv shape,
 # ~4 s for PyramidNet-110's 100+ shapes) and run PyramidNet-110 itself once, in the backward test
 CHEAP_MODELS = {
@@ -15,6 +16,7 @@ CHEAP_MODELS = {
     "preact_resnet18": ("preact_resnet18", {}),
     "wrn16_8": ("wrn16_8", {}),
     "resnext29_4x24d": ("resnext29_4x24d", {}),
+    "resnet20": ("resnet20", {}),
 }
 BACKWARD_MODELS = {**CHEAP_MODELS, "pyramidnet110": ("pyramidnet110", {})}
 del BACKWARD_MODELS["pyramidnet29"]
@@ -39,6 +41,11 @@ PUBLISHED = [
     ("wide_resnet", dict(num_classes=10, depth=28, widen=10), 36.5e6, "Zagoruyko & Komodakis, WRN-28-10"),
     ("resnext", dict(num_classes=10, cardinality=8, base_width=64), 34.4e6, "Xie et al. Tab. 7, ResNeXt-29 8x64d"),
     ("resnext", dict(num_classes=10, cardinality=16, base_width=64), 68.1e6, "Xie et al. Tab. 7, ResNeXt-29 16x64d"),
+    ("resnet20", dict(num_classes=10), 0.27e6, "He et al. 2016 Tab. 6, ResNet-20"),
+    ("resnet32", dict(num_classes=10), 0.46e6, "He et al. 2016 Tab. 6, ResNet-32"),
+    ("resnet44", dict(num_classes=10), 0.66e6, "He et al. 2016 Tab. 6, ResNet-44"),
+    ("resnet56", dict(num_classes=10), 0.85e6, "He et al. 2016 Tab. 6, ResNet-56"),
+    ("resnet110", dict(num_classes=10), 1.7e6, "He et al. 2016 Tab. 6, ResNet-110"),
 ]
 
 
@@ -55,6 +62,40 @@ def test_exact_counts_we_report():
     assert n_params("preact_resnet18", num_classes=100) == 11_218_340
     assert n_params("wrn16_8", num_classes=100) == 11_007_540
     assert n_params("resnext29_4x24d", num_classes=100) == 4_937_252
+    # option A (the paper's CIFAR nets; also akamaster/pytorch_resnet_cifar10's printed counts). Option B's
+    # 1x1-conv+BN projections at the two downsampling blocks would add 2,752 (272,474 for ResNet-20).
+    assert n_params("resnet20", num_classes=10) == 269_722
+    assert n_params("resnet32", num_classes=10) == 464_154
+    assert n_params("resnet44", num_classes=10) == 658_586
+    assert n_params("resnet56", num_classes=10) == 853_018
+    assert n_params("resnet110", num_classes=10) == 1_727_962
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110, 8])
+def test_cifar_resnet_count_is_the_option_a_formula(depth):
+    """Counted by hand from the paper's description: stem, 3 stages of n blocks (two 3x3 convs + two BNs),
+    no shortcut parameters, FC; any depth 6n+2 through the generic builder."""
+    n, c = (depth - 2) // 6, (16, 32, 64)
+    block = lambda cin, cout: 9 * cin * cout + 9 * cout * cout + 4 * cout  # noqa: E731
+    expected = 27 * 16 + 2 * 16 + 10 * 64 + 10
+    for i, width in enumerate(c):
+        expected += block(c[max(i - 1, 0)], width) + (n - 1) * block(width, width)
+    assert n_params("cifar_resnet", num_classes=10, depth=depth) == expected
+
+
+def test_cifar_resnet_option_a_shortcut_subsamples_and_zero_pads():
+    from kmix.models.cifar_resnet import BasicBlock
+
+    block = BasicBlock(16, 32, stride=2)
+    x = torch.rand(2, 16, 8, 8)
+    short = block.shortcut(x)
+    assert short.shape == (2, 32, 4, 4)
+    assert torch.equal(short[:, :16], x[:, :, ::2, ::2]) and not short[:, 16:].any()
+    assert torch.equal(BasicBlock(16, 16, stride=1).shortcut(x), x)
+    model = build_model("resnet20", num_classes=10)
+    assert not any(m.kernel_size == (1, 1) for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    with pytest.raises(ValueError, match="depth must be 6n\\+2.*depth=21"):
+        build_model("cifar_resnet", num_classes=10, depth=21)
 
 
 def test_pyramid_widths_grow_additively():

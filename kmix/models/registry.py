@@ -57,7 +57,7 @@ def build_model(name: str, *, num_classes: int, in_chans: int = 3, **kwargs) -> 
 
 
 # modules under kmix.models whose import registers builders (via @register_model)
-_BUILTIN_MODULES = ("small_cnn", "pyramidnet", "preact_resnet", "wide_resnet", "resnext", "darts")
+_BUILTIN_MODULES = ("small_cnn", "pyramidnet", "preact_resnet", "cifar_resnet", "wide_resnet", "resnext", "darts")
 
 
 def _import_builtin() -> None:
