@@ -107,8 +107,13 @@ def mix_labels(targets: torch.Tensor, index: torch.Tensor, weights: torch.Tensor
     """Soft labels (n, num_classes) = sum_k weights[:, k] * targets[index[:, k]] (targets (M, num_classes)).
 
     Summed in float64 and rounded once to the targets' dtype, so that an image filling two slots
-    still gets exactly its pixel fraction.
+    still gets exactly its pixel fraction. The K terms are added one by one in slot order (not by a
+    reduction kernel, whose order differs between CPU and CUDA), so both devices agree bit for bit.
     """
     index = index.to(targets.device)
     weights = weights.to(device=targets.device, dtype=torch.float64)
-    return (targets[index].double() * weights[:, :, None]).sum(1).to(targets.dtype)
+    terms = targets[index].double().mul_(weights[:, :, None])  # (n, K, num_classes)
+    out = terms[:, 0].clone()
+    for k in range(1, terms.shape[1]):
+        out.add_(terms[:, k])
+    return out.to(targets.dtype)

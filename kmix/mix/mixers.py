@@ -88,12 +88,16 @@ class KImageMix(nn.Module):
 
     # --- applying -----------------------------------------------------------------------------
     def apply(self, x: torch.Tensor, targets: torch.Tensor, params: MixParams, mask: torch.Tensor | None = None):
-        """Mix x (the pool) and its soft targets (n, num_classes) with given parameters."""
+        """Mix x (the pool) and its soft targets (n, num_classes) with given parameters.
+
+        The parameters may live on any device (CPU-sampled ones are copied to x's device once).
+        """
+        index = params.index.to(x.device)
         if params.boxes is None:
-            mixed = apply_mixup(x, params.index, params.phi)
-            return mixed, mix_labels(targets, params.index, params.phi)
-        out = apply_cutmix(x, params.index, params.boxes, mask=mask)
-        return (out[0], mix_labels(targets, params.index, out[1])) + tuple(out[2:])
+            mixed = apply_mixup(x, index, params.phi)
+            return mixed, mix_labels(targets, index, params.phi)
+        out = apply_cutmix(x, index, params.boxes.to(x.device), mask=mask)
+        return (out[0], mix_labels(targets, index, out[1])) + tuple(out[2:])
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
         check_batch(x, y, self.num_classes, mask=mask, allow_mask=self.uses_boxes, who=type(self).__name__)

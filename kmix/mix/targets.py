@@ -25,7 +25,7 @@ def check_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, mask: tor
             raise TypeError(f"{who}: class-index labels y must be an integer tensor, got dtype {y.dtype}")
         if y.shape[0] != n:
             raise ValueError(f"{who}: y has {y.shape[0]} labels but x has {n} images")
-        lo, hi = int(y.min()), int(y.max())
+        lo, hi = torch.stack(torch.aminmax(y)).tolist()  # one device sync for both ends (CUDA labels)
         if lo < 0 or hi >= num_classes:
             bad = lo if lo < 0 else hi
             raise ValueError(f"{who}: label {bad} out of range for num_classes={num_classes}")
