@@ -25,3 +25,12 @@ def imagenette_root() -> Path:
     if not (root / "train").is_dir():
         pytest.skip(f"shared data not present: {root}")
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests run with the `device` fixture set to 'cuda' also carry the `cuda` marker, so that
+    `pytest -m cuda` (the GPU check) runs them next to the tests written for CUDA alone."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("device") == "cuda":
+            item.add_marker(pytest.mark.cuda)
