@@ -1,0 +1,116 @@
+"""What a sweep will run: recipes x grid values x seeds, each a validated TrainConfig in its own folder.
+
+Every run is planned (and its config validated) before the first one trains, so a typo in a key or
+a step schedule whose milestones lie past the last epoch fails at once, not hours into the sweep.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kmix.train.config import TrainConfig, recipe_values
+
+# set per run by the sweep itself; a recipe or --set may not choose them
+SWEEP_OWNED = ("seed", "out", "resume")
+# the sweep's defaults below the recipe: one progress line per run instead of per-epoch output
+SWEEP_DEFAULTS: dict[str, Any] = {"quiet": True}
+
+
+@dataclass
+class SweepConfig:
+    """`kmix sweep`: every recipe (none = TrainConfig's defaults) x every combination of `grid` x every seed."""
+
+    recipes: tuple[str, ...] = ()
+    overrides: dict[str, Any] = field(default_factory=dict)  # applied to every run (--set KEY=VALUE)
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # axes (--vary KEY=V1,V2): every combination
+    seeds: tuple[int, ...] = (0,)
+    out: str = "runs/sweep"
+    table: bool = True  # write table.md / table.csv / curves.png when the sweep ends
+
+    def validate(self) -> "SweepConfig":
+        """Raise ValueError/TypeError naming the bad field."""
+        if not isinstance(self.seeds, (list, tuple)) or not self.seeds or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in self.seeds):
+            raise ValueError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must not repeat, got {list(self.seeds)}")
+        if not isinstance(self.out, str) or not self.out:
+            raise ValueError(f"out must be a folder path, got {self.out!r}")
+        for name, mapping in (("overrides", self.overrides), ("grid", self.grid)):
+            if not isinstance(mapping, dict):
+                raise TypeError(f"{name} must be a mapping of config keys, got {type(mapping).__name__}")
+            owned = sorted(set(k.replace("-", "_") for k in mapping) & set(SWEEP_OWNED))
+            if owned:
+                raise ValueError(f"{name} may not set {', '.join(owned)}: the sweep sets it per run "
+                                 f"(seeds with --seeds, the folder with --out)")
+        for key, values in self.grid.items():
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ValueError(f"grid {key!r} must be a non-empty list of values, got {values!r}")
+        both = sorted(set(self.overrides) & set(self.grid))
+        if both:
+            raise ValueError(f"{', '.join(both)} given both as a fixed override and as a grid axis")
+        return self
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of the sweep: a label shared by its seeds, the seed, its folder and its full config."""
+
+    label: str
+    seed: int
+    out: Path
+    config: TrainConfig
+
+
+def plan_sweep(config: SweepConfig) -> list[PlannedRun]:
+    """The sweep's runs, seed-major (all of seed 0 first: a one-seed table exists early), configs validated."""
+    config.validate()
+    out = Path(config.out)
+    sources = [(Path(r).stem, recipe_values(r)) for r in config.recipes] or [("default", {})]
+    stems = [s for s, _ in sources]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise ValueError(f"recipes with the same file name {', '.join(dup)}: their runs would share a folder")
+    axes = list(config.grid.items())
+    combos = list(itertools.product(*[values for _, values in axes])) if axes else [()]
+    runs, labels = [], {}
+    for seed in config.seeds:
+        for stem, recipe in sources:
+            for combo in combos:
+                chosen = {key: value for (key, _), value in zip(axes, combo)}
+                label = stem + "".join(f"+{_slug(k.replace('-', '_'))}={_slug(v)}" for k, v in chosen.items())
+                where = f"run {label} seed {seed}"
+                values = {**SWEEP_DEFAULTS, **recipe, **config.overrides, **chosen}
+                run_dir = out / label / f"seed{seed}"
+                cfg = TrainConfig.from_dict({**values, "seed": seed, "out": str(run_dir), "resume": True},
+                                            source=where)
+                _check_schedule(cfg, where)
+                key = (label, seed)
+                if key in labels:
+                    raise ValueError(f"{where}: two grid points give the same folder {run_dir} "
+                                     f"({labels[key]} and {chosen}); use values that differ in their text")
+                labels[key] = chosen
+                runs.append(PlannedRun(label, seed, run_dir, cfg))
+    return runs
+
+
+def _check_schedule(cfg: TrainConfig, where: str) -> None:
+    """A step schedule with a milestone at or past the last epoch never drops the lr there: refuse it."""
+    late = [m for m in cfg.milestones if m >= cfg.epochs]
+    if cfg.schedule == "step" and late:
+        raise ValueError(f"{where}: milestones {cfg.milestones} are not all below epochs={cfg.epochs} "
+                         f"({late} would never lower the lr); pass --set milestones=[...] for the new "
+                         f"schedule or --set schedule=cosine")
+
+
+def _slug(value: Any) -> str:
+    """A short folder-safe text for a key or value (1/3 -> 0.333333, [1, 2] -> 1_2, a/b.json -> a_b.json)."""
+    if isinstance(value, float):
+        value = f"{value:.6g}"
+    elif isinstance(value, (list, tuple)):
+        value = "_".join(str(v) for v in value)
+    text = re.sub(r"[^A-Za-z0-9.]+", "_", str(value)).strip("_")
+    return text or "_"
