@@ -12,6 +12,8 @@ COMMANDS: dict[str, str] = {
     "score": "score",
     "subsample": "subsample",
     "prune-curve": "prune_curve",
+    "sweep": "sweep",
+    "table": "table",
     "search": "search",
     "landscape": "landscape",
     "attack": "attack",
