@@ -9,6 +9,9 @@ Sources of the values (stated again at the top of every file):
   DCutMix p=0.5, CIFAR-10 p=1), otherwise that code's default p=1.
   Note: the official DCutMix commands use weight decay 4e-5 and lr x0.1 at 225/270; these recipes
   follow the CutMix paper as issue 3 asks — change `weight_decay`/`milestones` to match that code.
+- CIFAR-10 comparison (issue 10): resnet20/resnet56 in He et al. 2016's CIFAR schedule, PreActResNet-18
+  in the Mixup paper's CIFAR-10 schedule; Mixup/CutMix alpha 1 (their papers), DMixup K=5 alpha=0.2 and
+  DCutMix K=3 alpha=1/3 (this paper's CIFAR-10 rows).
 - ImageNet: CutMix paper ImageNet setup — ResNet-50, 300 epochs, batch 256, lr 0.1, x0.1 at 75/150/225,
   weight decay 1e-4, momentum 0.9 (Nesterov as in the CutMix code), mixing probability 1.
 """
@@ -68,6 +71,45 @@ def cifar_rows():
     return [(stem, {**vals, **CIFAR}, f"{note}. {CIFAR_SRC}") for stem, vals, note in rows]
 
 
+# issue 10: the CIFAR-10 comparison on models a CPU (resnet20) or a short GPU budget (resnet56, PreActResNet-18)
+# affords, each in the schedule published for that model; the mixers with the K=2 papers' settings and this
+# paper's CIFAR-10 K, alpha (the cifar10_pyramidnet200 rows)
+HE_CIFAR = dict(epochs=164, batch_size=128, lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
+                schedule="step", milestones=[82, 123], gamma=0.1, augment=True)
+HE_SRC = ("CIFAR setup of He et al. 2016 (CVPR, sec. 4.2): batch 128, lr 0.1 divided by 10 at 32k and 48k "
+          "iterations, stop at 64k, SGD momentum 0.9 (no Nesterov), wd 1e-4, 4-px padded crop + flip; in epochs "
+          "of the 50k training set (391 iterations each): 164 epochs, x0.1 at 82 and 123.")
+MIXUP_CIFAR10 = dict(epochs=200, batch_size=128, lr=0.1, momentum=0.9, nesterov=False, weight_decay=1e-4,
+                     schedule="step", milestones=[100, 150], gamma=0.1, augment=True)
+MIXUP_SRC = ("CIFAR-10 setup of the Mixup paper (Zhang et al., ICLR 2018, sec. 3.2 and its official code) for "
+             "PreAct ResNet-18: 200 epochs, batch 128, lr 0.1 x0.1 at 100 and 150, SGD momentum 0.9, wd 1e-4.")
+CIFAR10_MIXERS = {
+    "vanilla": (dict(mix="none", k=2, alpha=1.0, p=1.0), "vanilla: no mixing"),
+    "mixup": (dict(mix="mixup", k=2, alpha=1.0, p=1.0), "Mixup alpha 1 on every batch (Mixup paper)"),
+    "cutmix": (dict(mix="cutmix", k=2, alpha=1.0, p=0.5), "CutMix alpha 1, probability 0.5 (CutMix paper, CIFAR)"),
+    "dmixup": (dict(mix="dmixup", k=5, alpha=0.2, p=1.0),
+               "DMixup K=5 alpha=0.2, p=1 (Jeong et al. 2023, CIFAR-10 row; DCutMix code default p)"),
+    "dcutmix": (dict(mix="dcutmix", k=3, alpha=THIRD, p=1.0),
+                "DCutMix K=3 alpha=1/3, p=1 (Jeong et al. 2023, CIFAR-10 row; official DCutMix README)"),
+}
+CIFAR10_MODELS = (
+    ("resnet20", "resnet20", HE_CIFAR, HE_SRC, "CPU budget (0.27M parameters): on a CPU, run it on a training "
+     "subset with a schedule that fits, through kmix sweep --set (docs/results.md)."),
+    ("resnet56", "resnet56", HE_CIFAR, HE_SRC, "GPU budget (0.85M parameters)."),
+    ("preact_resnet18", "preactresnet18", MIXUP_CIFAR10, MIXUP_SRC, "GPU budget (11.2M parameters)."),
+)
+
+
+def cifar10_rows():
+    """(file stem, values, comment) for issue 10's CIFAR-10 comparison: 3 models x 5 mixers."""
+    rows = []
+    for model, stem, schedule, source, budget in CIFAR10_MODELS:
+        for name, (mix, note) in CIFAR10_MIXERS.items():
+            rows.append((f"cifar10_{stem}_{name}", {"data": "cifar10", "model": model, **mix, **schedule},
+                         f"{note}. {source} {budget}"))
+    return rows
+
+
 def imagenet_rows():
     """(file stem, values, comment) for every ImageNet ResNet-50 row of issue 3."""
     rows = [
@@ -102,7 +144,7 @@ def to_yaml(values: dict, comment: str) -> str:
 
 
 def main() -> None:
-    for stem, values, comment in cifar_rows() + imagenet_rows():
+    for stem, values, comment in cifar_rows() + cifar10_rows() + imagenet_rows():
         (HERE / f"{stem}.yaml").write_text(to_yaml(values, comment))
 
 

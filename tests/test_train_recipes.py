@@ -33,6 +33,8 @@ def test_recipes_exist_for_every_issue_row():
         assert stem in names
     for k in (3, 4, 5, 7, 9):
         assert {f"imagenet_resnet50_dcutmix_k{k}", f"imagenet_resnet50_saliency_dcutmix_k{k}"} <= names
+    for model in ("resnet20", "resnet56", "preactresnet18"):  # issue 10's CIFAR-10 comparison
+        assert {f"cifar10_{model}_{mix}" for mix in ("vanilla", "mixup", "cutmix", "dmixup", "dcutmix")} <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
@@ -57,6 +59,13 @@ def test_recipe_is_valid(path):
     ("cifar100_pyramidnet200_dcutmix", dict(model="pyramidnet200", k=5, alpha=1.0, p=0.5)),
     ("cifar10_pyramidnet200_dcutmix", dict(data="cifar10", k=3, alpha=1 / 3)),
     ("cifar100_wrn16_8_cutmix", dict(model="wrn16_8", mix="cutmix", k=2, alpha=1.0, p=0.5)),
+    ("cifar10_resnet20_vanilla", dict(data="cifar10", model="resnet20", mix="none", epochs=164, batch_size=128,
+                                      lr=0.1, milestones=[82, 123], weight_decay=1e-4, nesterov=False)),
+    ("cifar10_resnet56_mixup", dict(model="resnet56", mix="mixup", k=2, alpha=1.0, p=1.0)),
+    ("cifar10_resnet56_cutmix", dict(mix="cutmix", k=2, alpha=1.0, p=0.5)),
+    ("cifar10_resnet20_dmixup", dict(mix="dmixup", k=5, alpha=0.2, p=1.0)),
+    ("cifar10_preactresnet18_dcutmix", dict(model="preact_resnet18", mix="dcutmix", k=3, alpha=1 / 3, p=1.0,
+                                            epochs=200, milestones=[100, 150], batch_size=128, lr=0.1)),
     ("imagenet_resnet50_saliency_dcutmix_k9", dict(model="tv:resnet50", mix="saliency-dcutmix", k=9, batch_size=256,
                                                    lr=0.1, milestones=[75, 150, 225], p=1.0)),
 ])
