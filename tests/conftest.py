@@ -34,3 +34,17 @@ def pytest_collection_modifyitems(config, items):
         callspec = getattr(item, "callspec", None)
         if callspec is not None and callspec.params.get("device") == "cuda":
             item.add_marker(pytest.mark.cuda)
+
+
+@pytest.fixture(autouse=True)
+def _private_kmix_cache(tmp_path_factory, monkeypatch):
+    """Decoded-image caches go to the test session's temp folder, never to ~/.cache/kmix."""
+    monkeypatch.setenv("KMIX_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kmix-cache"))
+
+
+@pytest.fixture
+def cifar10_tarball() -> Path:
+    path = SHARED_DATA / "cifar10-jpg.tar.gz"
+    if not path.is_file():
+        pytest.skip(f"shared data not present: {path}")
+    return path

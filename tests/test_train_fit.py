@@ -16,7 +16,7 @@ import yaml
 
 from kmix.cli.main import main
 from kmix.data.registry import build_dataset
-from kmix.train import TrainConfig, fit
+from kmix.train import TrainConfig, TrainingStopped, fit
 from kmix.train.checkpoint import load_checkpoint, load_model
 from kmix.train.evaluate import evaluate
 
@@ -223,27 +223,16 @@ def _tiny_imagefolder(root: Path) -> Path:
     return root
 
 
-def test_interrupted_run_with_random_augmentation_and_a_worker_resumes_exactly(tmp_path, monkeypatch):
-    """ImageFolder with RandomResizedCrop/flip, loaded by a worker process: resume still replays the same batches."""
+@pytest.mark.parametrize("loader", ["workers", "device"])
+def test_interrupted_run_with_random_augmentation_resumes_exactly(tmp_path, loader):
+    """ImageFolder with random resized crops/flips, by a worker process or on the device: resume replays the same batches."""
     data = str(_tiny_imagefolder(tmp_path / "imgs"))
     cfg = dict(data=data, image_size=16, augment=True, batch_size=8, limit_train_batches=None, epochs=2,
-               workers=1, mix="saliency-dcutmix")
-    fit(tiny(tmp_path / "ref", **cfg))
-
-    from kmix.train import loop
-
-    real_save, calls = loop._Run._save_last, []
-
-    def save_then_crash(self):
-        real_save(self)
-        calls.append(self.global_step)
-        if len(calls) == 1:
-            raise KeyboardInterrupt  # stands in for a kill right after the first step checkpoint
-
-    monkeypatch.setattr(loop._Run, "_save_last", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        fit(tiny(tmp_path / "cut", ckpt_every_steps=2, **cfg))
-    monkeypatch.setattr(loop._Run, "_save_last", real_save)
+               workers=1 if loader == "workers" else 0, loader=loader, mix="saliency-dcutmix")
+    ref = fit(tiny(tmp_path / "ref", **cfg))
+    assert ref["loader"] == loader
+    with pytest.raises(TrainingStopped):  # stands in for a kill right after the step-2 checkpoint
+        fit(tiny(tmp_path / "cut", ckpt_every_steps=2, **cfg), stop_after_steps=2)
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["step_in_epoch"] == 2
     fit(tiny(tmp_path / "cut", ckpt_every_steps=2, resume=True, **cfg))
     a, b = load_checkpoint(tmp_path / "ref" / "last.pt"), load_checkpoint(tmp_path / "cut" / "last.pt")

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from kmix.train.config import MIX_NAMES, SCHEDULES, AMP_MODES, TrainConfig, default_values, recipe_values
+from kmix.train.config import AMP_MODES, LOADERS, MIX_NAMES, SCHEDULES, TrainConfig, default_values, recipe_values
 
 
 def _number(text: str) -> float:
@@ -38,7 +38,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g = p.add_argument_group("what")
     g.add_argument("--recipe", help="YAML recipe (keys = TrainConfig fields), e.g. recipes/cifar100_pyramidnet110_dcutmix.yaml")
     g.add_argument("--data", help=f"digits, cifar10, cifar100 or an ImageFolder path (default {d['data']})")
-    g.add_argument("--data-root", help="where CIFAR lives / is downloaded")
+    g.add_argument("--data-root", help="CIFAR: torchvision's pickle folder (where --download puts it), a JPEG tree "
+                                       "train/<class>/ + test/<class>/, or its .tar.gz")
     g.add_argument("--download", action="store_true", default=None, help="download CIFAR if missing")
     g.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                    help="no random crop/flip (the dataset's standard train augmentation is on by default)")
@@ -46,6 +47,14 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="decode every ImageFolder image before training; fail naming unreadable files")
     g.add_argument("--image-size", type=int, help="resize/crop size for ImageFolder data")
     g.add_argument("--subset", help="JSON index file (from `kmix subsample`) restricting the training set")
+    g.add_argument("--val-fraction", type=_number,
+                   help="hold out this seeded per-class fraction of the training set and evaluate on it (split 'val')")
+    g.add_argument("--eval-on-train", action="store_true", default=None,
+                   help="evaluate on the training images (summary keys then start with train_)")
+    g.add_argument("--eval-every", type=int, help="evaluate every N epochs; the last epoch always (default 1)")
+    g.add_argument("--loader", choices=LOADERS,
+                   help="device: uint8 set on the training device, batched augmentation; workers: DataLoader; "
+                        "auto (default): device when the set fits in half the free memory")
     g.add_argument("--model", help=f"registry name, tv:NAME or timm:NAME (default {d['model']})")
     g.add_argument("--model-arg", action="append", type=_model_arg, metavar="KEY=VALUE",
                    help="extra model builder argument (YAML value), repeatable")
@@ -110,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     summary = fit(config)
     if not config.quiet and int(os.environ.get("RANK", "0")) == 0:
-        keys = ("top1_err", "top5_err", "best_top1_err", "epochs", "wall_s", "img_per_s", "out")
+        p = "train_" if summary["eval_split"] == "train" else ""
+        keys = (f"{p}top1_err", f"{p}top5_err", f"best_{p}top1_err", "eval_split", "eval_images", "epochs", "wall_s",
+                "img_per_s", "out")
         print(json.dumps({k: summary[k] for k in keys}))
     return 0

@@ -1,7 +1,10 @@
-"""CIFAR-10/100 through torchvision's loaders, served as float [0, 1] tensors (3, 32, 32).
+"""CIFAR-10/100 from what users have, served as float [0, 1] tensors (3, 32, 32).
 
-Files are checked for presence (with a clear error that names the root and `--download`) rather than
-by MD5 on every start: torchvision verifies the archive's MD5 when it downloads it.
+Three sources under `root`: torchvision's pickle folder (`cifar-10-batches-py/`), a JPEG tree
+(`train/<class>/`, `test/<class>/`) or the `.tar.gz` of that tree, read directly. JPEG sources are
+decoded once into the uint8 cache (`kmix.data.cache`); labels always follow CIFAR's official class
+order. Pickle files are checked for presence (with a clear error that names the root and
+`--download`) rather than by MD5 on every start: torchvision verifies the MD5 when it downloads.
 """
 from __future__ import annotations
 
@@ -12,10 +15,15 @@ from pathlib import Path
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
+from kmix.data.arrays import ArrayDataset
+from kmix.data.cache import ImageArrays, cached, decode_archive, decode_tree, fingerprint, is_archive
 from kmix.data.info import DatasetInfo
 from kmix.data.transforms import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, CIFAR_SIZE, cifar_transform
 
 _TORCHVISION_CLASSES = {"cifar10": CIFAR10, "cifar100": CIFAR100}
+# the official label order (batches.meta); JPEG trees are mapped onto it by folder name
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+_NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 _STATS = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
 
 
@@ -34,7 +42,8 @@ def _require_files(name: str, root: Path) -> None:
         raise FileNotFoundError(
             f"{name} not found under root {str(root)!r} (missing {shown}); pass --download "
             f"(download=True) to fetch it, or point --data-root at the folder holding "
-            f"{_TORCHVISION_CLASSES[name].base_folder}/"
+            f"{_TORCHVISION_CLASSES[name].base_folder}/, a JPEG tree with train/<class>/ and test/<class>/, "
+            f"or the .tar.gz of such a tree"
         )
 
 
@@ -57,6 +66,13 @@ class _TensorCifar:
         self.augment = augment
         self.images = torch.from_numpy(self.data).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32) uint8, no PIL
         self.image_transform = cifar_transform(augment)
+        self.device_augment = "crop_flip" if augment else None
+
+    @property
+    def arrays(self) -> ImageArrays:
+        """The split as uint8 (N, 32, 32, 3) + labels, for the device pipeline."""
+        return ImageArrays(torch.from_numpy(self.data), torch.tensor(self.targets, dtype=torch.int64),
+                           tuple(self.classes), str(self.root), "")
 
     def _check_integrity(self) -> bool:  # presence only; torchvision checks the archive MD5 on download
         return all(p.is_file() for p in cifar_files(self.kmix_name, self.root))
@@ -87,11 +103,16 @@ _KMIX_CLASSES = {"cifar10": KmixCIFAR10, "cifar100": KmixCIFAR100}
 
 
 def build_cifar(name: str, root: str | os.PathLike, *, train: bool = True, augment: bool = False,
-                download: bool = False) -> tuple[torch.utils.data.Dataset, DatasetInfo]:
-    """Return (dataset, info) for 'cifar10'/'cifar100'; `augment` = random crop (pad 4) + flip."""
+                download: bool = False, quiet: bool = False) -> tuple[torch.utils.data.Dataset, DatasetInfo]:
+    """Return (dataset, info) for 'cifar10'/'cifar100' from a pickle folder, a JPEG tree or its .tar.gz;
+    `augment` = random crop (pad 4) + flip."""
     if name not in _KMIX_CLASSES:
         raise ValueError(f"unknown CIFAR dataset {name!r}: use cifar10 or cifar100")
     root = Path(root).expanduser()
+    if is_archive(root) or (root / "train").is_dir():
+        arrays = cifar_jpeg_arrays(name, root, train=train, quiet=quiet)
+        dataset = ArrayDataset(arrays, cifar_transform(augment), "crop_flip" if augment else None)
+        return dataset, _info(name, arrays.classes)
     if not download:
         _require_files(name, root)
     try:
@@ -100,12 +121,34 @@ def build_cifar(name: str, root: str | os.PathLike, *, train: bool = True, augme
         if isinstance(err, FileNotFoundError):
             raise
         raise FileNotFoundError(f"{name} is not under root {str(root)!r} and downloading it failed: {err}") from err
+    if len(dataset.classes) != _NUM_CLASSES[name]:
+        raise ValueError(f"{name} meta file under {root} lists {len(dataset.classes)} classes, "
+                         f"expected {_NUM_CLASSES[name]}")
+    return dataset, _info(name, dataset.classes)
+
+
+def _info(name: str, classes) -> DatasetInfo:
     mean, std = _STATS[name]
-    info = DatasetInfo(
-        name=name, num_classes=len(dataset.classes), in_chans=3, input_size=CIFAR_SIZE,
-        mean=mean, std=std, class_names=tuple(dataset.classes),
-    )
-    expected = 10 if name == "cifar10" else 100
-    if info.num_classes != expected:
-        raise ValueError(f"{name} meta file under {root} lists {info.num_classes} classes, expected {expected}")
-    return dataset, info
+    return DatasetInfo(name=name, num_classes=len(classes), in_chans=3, input_size=CIFAR_SIZE,
+                       mean=mean, std=std, class_names=tuple(classes))
+
+
+def cifar_jpeg_arrays(name: str, root: str | os.PathLike, *, train: bool, quiet: bool = False) -> ImageArrays:
+    """The train or test split of a CIFAR JPEG tree or its .tar.gz, decoded once and cached.
+
+    CIFAR-10 folders must be the ten official class names (mapped to the official order);
+    CIFAR-100 folders are the 100 fine-label names (official order = sorted)."""
+    root = Path(root).expanduser().resolve()
+    classes = CIFAR10_CLASSES if name == "cifar10" else None
+    if is_archive(root):
+        build = lambda: decode_archive(root, classes=classes, quiet=quiet)  # noqa: E731
+    else:
+        build = lambda: {s: decode_tree(root / s, classes=classes, quiet=quiet)  # noqa: E731
+                         for s in ("train", "test") if (root / s).is_dir()}
+    arrays = cached({"source": str(root), "dataset": name, "classes": list(classes or [])}, fingerprint(root),
+                    build, "train" if train else "test", quiet=quiet)
+    if len(arrays.classes) != _NUM_CLASSES[name]:
+        raise ValueError(f"{name} at {root}: {len(arrays.classes)} class folders, expected {_NUM_CLASSES[name]}")
+    if len(arrays) and tuple(arrays.images.shape[1:]) != (CIFAR_SIZE, CIFAR_SIZE, 3):
+        raise ValueError(f"{name} at {root}: images are {tuple(arrays.images.shape[1:3])}, expected 32x32")
+    return arrays

@@ -14,8 +14,14 @@ from tqdm import tqdm
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets import ImageFolder
 
+import torch
+from torchvision.transforms import v2
+
+from kmix.data.arrays import ArrayDataset
+from kmix.data.cache import cached, decode_samples, fingerprint
 from kmix.data.info import DatasetInfo
-from kmix.data.transforms import IMAGENET_MEAN, IMAGENET_STD, imagenet_transform
+from kmix.io import write_json_atomic
+from kmix.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RESIZE_RATIO, imagenet_transform
 
 TRAIN_DIR = "train"
 EVAL_DIRS = ("val", "validation", "test")
@@ -127,19 +133,31 @@ def class_index_map(model_classes: Sequence[str], subset_classes: Sequence[str])
     return [where[c] for c in subset_classes]
 
 
+def has_holdout(path: str | os.PathLike) -> bool:
+    """Whether an ImageFolder path has a held-out split (train/ beside val/, validation/ or test/)."""
+    root = Path(path).expanduser()
+    return (root / TRAIN_DIR).is_dir() and any((root / name).is_dir() for name in EVAL_DIRS)
+
+
 def build_imagefolder(path: str | os.PathLike, *, train: bool = True, augment: bool = False,
                       image_size: int | None = None,
-                      classes: Sequence[str] | str | os.PathLike | None = None) -> tuple[KmixImageFolder, DatasetInfo]:
+                      classes: Sequence[str] | str | os.PathLike | None = None,
+                      cached: bool = False, quiet: bool = False) -> tuple[KmixImageFolder | ArrayDataset, DatasetInfo]:
     """Return (dataset, info) for an ImageFolder tree; `classes` is a list of names or a one-per-line file.
 
     `augment`: RandomResizedCrop(image_size) + flip; otherwise Resize(image_size * 256/224) + CenterCrop.
+    `cached`: decode the split once at the fixed size into the uint8 cache (train: short side resized
+    to the size and centre-cropped, the random resized crop then taken from that; eval: the same
+    Resize + CenterCrop as above) and serve an ArrayDataset the device pipeline can hold.
     """
     size = DEFAULT_IMAGE_SIZE if image_size is None else image_size
-    transform = imagenet_transform(size, augment=augment)
     split_dir = resolve_split_dir(path, train)
     if isinstance(classes, (str, os.PathLike)):
         classes = read_class_list(classes)
-    dataset = KmixImageFolder(split_dir, transform=transform, classes=classes)
+    if cached:
+        dataset = _cached_split(split_dir, size, train=train, augment=augment, classes=classes, quiet=quiet)
+    else:
+        dataset = KmixImageFolder(split_dir, transform=imagenet_transform(size, augment=augment), classes=classes)
     root = Path(path).expanduser().resolve()
     name = root.parent.name if root.name in (TRAIN_DIR, *EVAL_DIRS) else root.name
     info = DatasetInfo(
@@ -149,6 +167,22 @@ def build_imagefolder(path: str | os.PathLike, *, train: bool = True, augment: b
     return dataset, info
 
 
+def _cached_split(split_dir: Path, size: int, *, train: bool, augment: bool, classes: Sequence[str] | None,
+                  quiet: bool) -> ArrayDataset:
+    folder = KmixImageFolder(split_dir, classes=classes)  # validates the class folders, names the order
+    resize = size if train else round(size * RESIZE_RATIO)
+    source = split_dir.resolve()
+    key = {"source": str(source), "size": size, "resize": resize, "classes": folder.classes}
+    arrays = cached(key, fingerprint(source),
+                    lambda: {"split": decode_samples(folder.samples, folder.classes, source, size, resize, quiet)},
+                    "split", quiet=quiet)
+    if augment:
+        transform = v2.Compose([v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip(),
+                                v2.ToDtype(torch.float32, scale=True)])
+        return ArrayDataset(arrays, transform, "resized_crop")
+    return ArrayDataset(arrays, v2.ToDtype(torch.float32, scale=True), None)
+
+
 def split_imagefolder(src: str | os.PathLike, dst: str | os.PathLike, *, val_fraction: float = 0.1,
                       seed: int = 0) -> dict:
     """Write `dst/train` and `dst/val` as symlink trees over a class-folder tree `src` (a seeded,
@@ -156,7 +190,6 @@ def split_imagefolder(src: str | os.PathLike, dst: str | os.PathLike, *, val_fra
 
     For data shipped with a training split only (e.g. Imagenette's `train/`); `src` is left untouched.
     """
-    import json
     import random
 
     if not 0.0 < val_fraction < 1.0:
@@ -187,7 +220,5 @@ def split_imagefolder(src: str | os.PathLike, dst: str | os.PathLike, *, val_fra
         "classes": full.classes, "n_train": len(full.samples) - len(val), "n_val": len(val),
         "val": sorted(os.path.relpath(p, source) for p in val),
     }
-    tmp = dst / "split.json.tmp"
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    os.replace(tmp, dst / "split.json")
+    write_json_atomic(dst / "split.json", record, indent=1)
     return record

@@ -14,11 +14,13 @@ from kmix.io import write_text_atomic
 MIX_NAMES = ("none", "mixup", "cutmix", "dmixup", "dcutmix", "saliency-dcutmix")
 SCHEDULES = ("step", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
+LOADERS = ("auto", "device", "workers")
 
 # fields a resumed run must share with the run it continues (the others may change, e.g. epochs)
 RUN_DEFINING = ("data", "model", "mix", "k", "alpha", "p", "batch_size", "seed", "subset", "image_size",
                 "model_kwargs", "genotype", "label_smoothing", "lr", "momentum", "nesterov", "weight_decay",
-                "schedule", "milestones", "gamma", "warmup_epochs", "limit_train_batches", "grad_clip", "cutout")
+                "schedule", "milestones", "gamma", "warmup_epochs", "limit_train_batches", "grad_clip", "cutout",
+                "val_fraction", "eval_on_train")
 
 
 @dataclass
@@ -33,6 +35,10 @@ class TrainConfig:
     check_images: bool = False
     image_size: int | None = None
     subset: str | list[int] | None = None
+    val_fraction: float = 0.0  # > 0: hold out this seeded per-class fraction of the training set and evaluate on it
+    eval_on_train: bool = False  # evaluate on the training images (summary keys then say train_)
+    eval_every: int = 1  # evaluate every N epochs (the last epoch always)
+    loader: str = "auto"  # device: uint8 set on the training device, batched augmentation; workers: DataLoader
     model: str = "small_cnn"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     genotype: str | dict | None = None
@@ -83,14 +89,16 @@ class TrainConfig:
         _choice("mix", self.mix, MIX_NAMES)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
+        _choice("loader", self.loader, LOADERS)
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        for name in ("k", "epochs", "batch_size", "seed", "workers", "ckpt_every_steps"):
+        for name in ("k", "epochs", "batch_size", "seed", "workers", "ckpt_every_steps", "eval_every"):
             _int(name, getattr(self, name))
         _require(self.k >= 2, "k", self.k, ">= 2 (images mixed per sample)")
         _require(self.epochs >= 1, "epochs", self.epochs, ">= 1")
         _require(self.batch_size >= 2, "batch_size", self.batch_size, ">= 2 (mixing needs partners)")
         _require(self.workers >= 0, "workers", self.workers, ">= 0")
+        _require(self.eval_every >= 1, "eval_every", self.eval_every, ">= 1 (epochs between evaluations)")
         _require(self.ckpt_every_steps >= 0, "ckpt_every_steps", self.ckpt_every_steps, ">= 0 (0 = per epoch only)")
         if self.threads is not None:
             _int("threads", self.threads)
@@ -102,12 +110,13 @@ class TrainConfig:
             _int("image_size", self.image_size)
             _require(self.image_size >= 4, "image_size", self.image_size, ">= 4 or null")
         for name in ("alpha", "p", "label_smoothing", "lr", "momentum", "weight_decay", "gamma", "warmup_epochs",
-                     "auxiliary_weight", "drop_path", "grad_clip"):
+                     "auxiliary_weight", "drop_path", "grad_clip", "val_fraction"):
             value = getattr(self, name)
             _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                      name, value, "a finite number", TypeError)
         _require(self.alpha > 0, "alpha", self.alpha, "> 0")
         _require(0 <= self.p <= 1, "p", self.p, "in [0, 1]")
+        _require(0 <= self.val_fraction < 1, "val_fraction", self.val_fraction, "in [0, 1) (0 = no hold-out)")
         _require(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "in [0, 1)")
         _require(self.lr > 0, "lr", self.lr, "> 0")
         _require(0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)")
@@ -126,7 +135,7 @@ class TrainConfig:
         if self.schedule == "step" and not self.milestones:
             raise ValueError("schedule 'step' needs milestones (epochs at which lr is multiplied by gamma)")
         _require(isinstance(self.model_kwargs, dict), "model_kwargs", self.model_kwargs, "a mapping", TypeError)
-        for name in ("nesterov", "download", "augment", "check_images", "resume", "channels_last", "tensorboard", "plot", "quiet"):
+        for name in ("nesterov", "download", "augment", "check_images", "eval_on_train", "resume", "channels_last", "tensorboard", "plot", "quiet"):
             _require(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false", TypeError)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true needs momentum > 0")

@@ -1,17 +1,21 @@
-"""`fit(config)`: the training loop — mix on the device, SGD, evaluate, checkpoint, resume exactly.
+"""`fit(config)`: the training loop — data on the device, mix, SGD, evaluate, checkpoint, resume exactly.
 
-Exact resume rests on three facts: the data order and per-item augmentation are pure functions of
-(seed, epoch[, item]) (see `kmix.train.sampling`), the mixer's generator is reseeded from
+Exact resume rests on three facts: the data order and augmentation are pure functions of
+(seed, epoch[, item or step]) (see `kmix.data.order`), the mixer's generator is reseeded from
 (seed, rank, step) before every step, and every other RNG (python, numpy, torch) is saved in the
 checkpoint per rank and restored. A run resumed from a mid-epoch checkpoint therefore replays the
-remaining steps bit for bit.
+remaining steps bit for bit. The host waits for the device only every SYNC_EVERY steps, before a
+checkpoint and at the end of an epoch; a non-finite loss is found there, named by its step, before
+anything is written.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,26 +25,37 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from kmix.data.registry import build_dataset
+from kmix.data.transforms import cutout
+from kmix.devices import resolve_device
+from kmix.io import write_json_atomic, write_text_atomic
 from kmix.mix import SoftTargetCrossEntropy, soft_targets
 from kmix.train import distributed as D
 from kmix.train.build import (autocast, build_mixer, build_network, build_optimizer, build_scheduler,
                               check_amp, compute_loss, resolve_model_kwargs)
 from kmix.train.checkpoint import load_checkpoint, model_meta, save_checkpoint
-from kmix.devices import resolve_device
-from kmix.io import write_json_atomic, write_text_atomic
 from kmix.train.config import RUN_DEFINING, TrainConfig, save_config
-from kmix.train.evaluate import evaluate
+from kmix.train.data_setup import build_train_data
+from kmix.train.evaluate import evaluate, evaluate_batches
 from kmix.train.plots import plot_curves
-from kmix.data.transforms import cutout
 from kmix.train.sampling import EpochBatchSampler, SeededItems, batches_per_epoch, derive_seed
 from kmix.train.state import rng_state, seed_everything, set_rng_state
 
+SYNC_EVERY = 25  # steps between host syncs (loss read-back, NaN check, progress line)
+# seed streams: (seed, ..., stream) never collide across uses
+MIX_STREAM, RANK_STREAM, LOADER_STREAM, CUTOUT_STREAM, AUGMENT_STREAM = 3, 4, 5, 6, 7
 
-def fit(config: TrainConfig) -> dict[str, Any]:
+
+class TrainingStopped(Exception):
+    """Raised by `fit(..., stop_after_steps=N)` right after step N's checkpoint: an interruption on purpose."""
+
+
+def fit(config: TrainConfig, *, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Train as `config` says; write config.yaml, metrics.jsonl, summary.json, last.pt, best.pt,
-    curves.png and TensorBoard events into config.out; return the summary dict (top1_err, top5_err, best_top1_err,
-    epochs, wall_s, img_per_s, ...)."""
+    curves.png and TensorBoard events into config.out; return the summary dict (top1_err, top5_err,
+    best_top1_err, eval_split, eval_images, epochs, wall_s, img_per_s, ...).
+
+    `stop_after_steps=N` checkpoints after global step N and raises TrainingStopped, as an interrupted
+    run would stop (for resume tests and time-boxed jobs); `--resume` continues it."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"fit expects a TrainConfig, got {type(config).__name__}")
     config.validate()
@@ -50,7 +65,7 @@ def fit(config: TrainConfig) -> dict[str, Any]:
     device = resolve_device(config.device, dist_info.local_rank)
     dist_info = D.setup(device)
     try:
-        return _Run(config, device, dist_info).train()
+        return _Run(config, device, dist_info, stop_after_steps).train()
     finally:
         D.teardown(dist_info)
 
@@ -66,11 +81,30 @@ def _local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def train_step(model, x: torch.Tensor, target: torch.Tensor, *, criterion, optimizer, scaler, scheduler,
+               amp: str, aux_weight: float = 0.0, grad_clip: float = 0.0) -> torch.Tensor:
+    """One optimisation step: forward, loss, backward, clip, step. Returns the detached loss (no host sync)."""
+    with autocast(amp, x.device):
+        output = model(x)
+    loss = compute_loss(output, target, criterion, aux_weight)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return loss.detach()
+
+
 class _Run:
     """One training run's state; `train()` runs it to the end (or resumes it)."""
 
-    def __init__(self, config: TrainConfig, device: torch.device, dist_info: D.DistInfo):
+    def __init__(self, config: TrainConfig, device: torch.device, dist_info: D.DistInfo,
+                 stop_after_steps: int | None = None):
         self.dist = dist_info
+        self.stop_after_steps = stop_after_steps
         self.device = device
         check_amp(config.amp, device)
         out = config.out if config.out else D.broadcast_object(default_out(config), dist_info)
@@ -80,21 +114,17 @@ class _Run:
         resume_state = self._resume_state()
 
         # everything that can fail on bad input fails here, before any training
-        self.train_set, self.info = build_dataset(config.data, root=config.data_root, train=True,
-                                                  augment=config.augment, download=config.download,
-                                                  image_size=config.image_size)
-        self.test_set, _ = build_dataset(config.data, root=config.data_root, train=False, augment=False,
-                                         download=config.download, image_size=config.image_size)
         if config.check_images:
             self._check_images()
-        if config.subset is not None:
-            from kmix.data.subset import subset_dataset
-
-            self.train_set = subset_dataset(self.train_set, config.subset)
-        self.steps_per_epoch = batches_per_epoch(len(self.train_set), config.batch_size, config.limit_train_batches)
+        self.data = build_train_data(config, device, rank=dist_info.rank, world=dist_info.world,
+                                     quiet=config.quiet or not dist_info.is_main,
+                                     loader=None if resume_state is None else resume_state.get("loader"))
+        self.info, self.train_set = self.data.info, self.data.train_set
+        self.prefix = "train_" if self.data.eval_split == "train" else ""  # summary keys say what was evaluated
+        n_train = len(self.train_set)
+        self.steps_per_epoch = batches_per_epoch(n_train, config.batch_size, config.limit_train_batches)
         if self.steps_per_epoch < 1:
-            raise ValueError(f"batch_size {config.batch_size} is larger than the training set "
-                             f"({len(self.train_set)} images)")
+            raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({n_train} images)")
         if config.batch_size % dist_info.world:
             raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes "
                              f"{dist_info.world} (it is the global batch)")
@@ -117,25 +147,30 @@ class _Run:
         self.history: list[dict[str, Any]] = []
         self.best_top1, self.best_epoch = math.inf, 0
         self.accum = {"loss_sum": 0.0, "images": 0, "train_s": 0.0}
+        self.pending: list[torch.Tensor] = []  # losses of the steps since the last host sync
         self.wall_before = 0.0
         if resume_state is not None:
             self._load(resume_state)
         else:
-            seed_everything(derive_seed(config.seed, dist_info.rank, 4))  # per-rank dropout etc.
+            seed_everything(derive_seed(config.seed, dist_info.rank, RANK_STREAM))  # per-rank dropout etc.
         self.ddp = (DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
                     if dist_info.enabled else self.model)
         self.writer = None
 
     def _check_images(self) -> None:
         """Decode every image of an ImageFolder dataset once; raise naming the unreadable files."""
-        from kmix.data.imagefolder import KmixImageFolder, find_unreadable_images
+        from kmix.data.imagefolder import find_unreadable_images
+        from kmix.data.registry import build_dataset
 
-        for split, dataset in (("train", self.train_set), ("test", self.test_set)):
-            if not isinstance(dataset, KmixImageFolder):
-                raise ValueError(f"check_images applies to ImageFolder data, not {self.config.data!r}")
-            bad = find_unreadable_images(dataset, quiet=self.config.quiet or not self.dist.is_main)
+        cfg = self.config
+        splits = ("train",) if cfg.val_fraction > 0 or cfg.eval_on_train else ("train", "test")
+        for split in splits:
+            dataset, _ = build_dataset(cfg.data, train=split == "train", image_size=cfg.image_size)
+            if not hasattr(dataset, "samples"):
+                raise ValueError(f"check_images applies to ImageFolder data, not {cfg.data!r}")
+            bad = find_unreadable_images(dataset, quiet=cfg.quiet or not self.dist.is_main)
             if bad:
-                raise ValueError(f"{len(bad)} unreadable image(s) in the {split} split of {self.config.data}: "
+                raise ValueError(f"{len(bad)} unreadable image(s) in the {split} split of {cfg.data}: "
                                  + ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
 
     # --- resume -------------------------------------------------------------------------------
@@ -152,7 +187,8 @@ class _Run:
         state = load_checkpoint(self.last_path)
         saved = state.get("config", {})
         now = cfg.to_dict()
-        diff = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in RUN_DEFINING if saved.get(k) != now.get(k)]
+        diff = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in RUN_DEFINING
+                if saved.get(k, TrainConfig.__dataclass_fields__[k].default) != now.get(k)]
         if diff:
             raise ValueError(f"cannot resume {self.last_path}: the run was started with other settings ("
                              + "; ".join(diff) + ")")
@@ -189,9 +225,9 @@ class _Run:
             "global_step": self.global_step, "history": list(self.history), "best_top1_err": self.best_top1,
             "best_epoch": self.best_epoch, "epoch_accum": dict(self.accum),
             "wall_s": self.wall_before + (time.perf_counter() - self.t_start), "rng": rngs,
-            "mix_generator": self.mix_generator.get_state(),
+            "mix_generator": self.mix_generator.get_state(), "loader": self.data.loader, "data": self.data.record(),
             "data_order": {"seed": self.config.seed, "epoch": self.epoch, "start_batch": self.step_in_epoch,
-                           "rule": "kmix.train.sampling.epoch_permutation(n, seed, epoch)"},
+                           "rule": "kmix.data.order.epoch_permutation(n, seed, epoch)"},
         }
 
     def _save_last(self) -> None:
@@ -216,6 +252,8 @@ class _Run:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(log_dir=str(self.out), purge_step=self.epoch + 1)
+            self._say(f"training on {len(self.train_set)} images ({self.data.loader} pipeline), evaluating on "
+                      f"{self.data.eval_images} {self.data.eval_split} images")
         try:
             while self.epoch < cfg.epochs:
                 self._train_epoch()
@@ -231,132 +269,173 @@ class _Run:
                             title=f"{Path(cfg.data).name} {cfg.model} {cfg.mix} (K={cfg.k}, alpha={cfg.alpha:g})")
         return summary
 
-    def _loader(self) -> DataLoader:
-        cfg = self.config
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(images, labels) on the device for the rest of this epoch, from either pipeline."""
+        cfg, device = self.config, self.device
+        if self.data.train_loader is not None:
+            gens = (torch.Generator().manual_seed(derive_seed(cfg.seed, self.dist.rank, step, AUGMENT_STREAM))
+                    for step in itertools.count(self.global_step))
+            yield from self.data.train_loader.epoch(self.epoch, self.step_in_epoch, gens)
+            return
         sampler = EpochBatchSampler(len(self.train_set), cfg.batch_size, seed=cfg.seed, epoch=self.epoch,
                                     rank=self.dist.rank, world=self.dist.world, start_batch=self.step_in_epoch,
                                     limit_batches=cfg.limit_train_batches)
         # the loader's own generator keeps worker seeding from touching the global torch RNG
-        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.epoch, self.step_in_epoch, 5))
-        return DataLoader(SeededItems(self.train_set, cfg.seed), batch_sampler=sampler, num_workers=cfg.workers,
-                          pin_memory=self.device.type == "cuda", generator=gen)
+        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.epoch, self.step_in_epoch, LOADER_STREAM))
+        loader = DataLoader(SeededItems(self.train_set, cfg.seed), batch_sampler=sampler, num_workers=cfg.workers,
+                            pin_memory=device.type == "cuda", generator=gen)
+        for x, y in loader:
+            x = x.to(device, non_blocking=True)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, torch.as_tensor(y).to(device, non_blocking=True)
+
+    @torch.no_grad()
+    def _mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cutout, then the mixer (or plain soft targets), with generators seeded by the global step."""
+        cfg = self.config
+        if cfg.cutout:
+            x = cutout(x, cfg.cutout, torch.Generator().manual_seed(
+                derive_seed(cfg.seed, self.dist.rank, self.global_step, CUTOUT_STREAM)))
+        if self.mixer is None:
+            return x, soft_targets(y, self.info.num_classes, cfg.label_smoothing)
+        self.mix_generator.manual_seed(derive_seed(cfg.seed, self.dist.rank, self.global_step, MIX_STREAM))
+        return self.mixer(x, y)
 
     def _train_epoch(self) -> None:
-        cfg, device = self.config, self.device
+        cfg = self.config
         net = self.model.net
         if hasattr(net, "drop_path_prob"):
             net.drop_path_prob = cfg.drop_path * self.epoch / cfg.epochs
         self.ddp.train()
-        bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                   disable=cfg.quiet or not self.dist.is_main, leave=False, dynamic_ncols=True)
-        t_epoch = t_prev = time.perf_counter()
-        images_before = self.accum["images"]
-        for x, y in self._loader():
-            x = x.to(device, non_blocking=True)
-            y = torch.as_tensor(y).to(device, non_blocking=True)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            self.mix_generator.manual_seed(derive_seed(cfg.seed, self.dist.rank, self.global_step, 3))
-            with torch.no_grad():
-                if cfg.cutout:
-                    x = cutout(x, cfg.cutout, torch.Generator().manual_seed(
-                        derive_seed(cfg.seed, self.dist.rank, self.global_step, 6)))
-                if self.mixer is None:
-                    target = soft_targets(y, self.info.num_classes, cfg.label_smoothing)
-                else:
-                    x, target = self.mixer(x, y)
-            with autocast(cfg.amp, device):
-                output = self.ddp(x)
-            loss = compute_loss(output, target, self.criterion, cfg.auxiliary_weight)
-            loss_value = self._global_mean(loss.detach())
-            if not math.isfinite(loss_value):
-                kept = f"kept the last good checkpoint {self.last_path}" if self.last_path.exists() else \
-                    "no checkpoint had been written yet"
-                raise FloatingPointError(f"loss is {loss_value} at epoch {self.epoch + 1}, step "
-                                         f"{self.step_in_epoch + 1}/{self.steps_per_epoch} (global step "
-                                         f"{self.global_step + 1}); stopped, {kept}. Try a lower --lr.")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            if cfg.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.scheduler.step()
+        self.bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch,
+                        desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=cfg.quiet or not self.dist.is_main,
+                        leave=False, dynamic_ncols=True)
+        self.t_mark = self.t_epoch = time.perf_counter()
+        self.images_at_epoch_start = self.accum["images"]
+        for x, y in self._batches():
+            x, target = self._mix(x, y)
+            loss = train_step(self.ddp, x, target, criterion=self.criterion, optimizer=self.optimizer,
+                              scaler=self.scaler, scheduler=self.scheduler, amp=cfg.amp,
+                              aux_weight=cfg.auxiliary_weight, grad_clip=cfg.grad_clip)
+            self.pending.append(loss)
             self.global_step += 1
             self.step_in_epoch += 1
-            self.accum["loss_sum"] += loss_value * cfg.batch_size
-            self.accum["images"] += cfg.batch_size
-            now = time.perf_counter()
-            self.accum["train_s"] += now - t_prev  # data loading + step (not checkpoint writing)
-            bar.update(1)
-            if not bar.disable:
-                rate = (self.accum["images"] - images_before) / max(time.perf_counter() - t_epoch, 1e-9)
-                bar.set_postfix(loss=f"{self.accum['loss_sum'] / self.accum['images']:.3f}", img_s=f"{rate:.0f}")
-            if (cfg.ckpt_every_steps and self.global_step % cfg.ckpt_every_steps == 0
-                    and self.step_in_epoch < self.steps_per_epoch):
+            self.bar.update(1)
+            at_checkpoint = (cfg.ckpt_every_steps and self.global_step % cfg.ckpt_every_steps == 0
+                             and self.step_in_epoch < self.steps_per_epoch)
+            stop = self.stop_after_steps is not None and self.global_step >= self.stop_after_steps
+            if at_checkpoint or stop or len(self.pending) >= SYNC_EVERY:
+                self._sync()
+            if at_checkpoint or stop:
                 self._save_last()
-            t_prev = time.perf_counter()
-        bar.close()
+                self.t_mark = time.perf_counter()  # checkpoint writing is not training time
+            if stop:
+                raise TrainingStopped(f"stopped after step {self.global_step} as asked; {self.last_path} holds it")
+        self._sync()
+        self.bar.close()
 
-    def _global_mean(self, loss: torch.Tensor) -> float:
+    def _sync(self) -> None:
+        """Wait for the device: read back the pending losses (mean over ranks), stop on a non-finite one
+        naming its step, and account images, loss and training time."""
+        if not self.pending:
+            return
+        losses = torch.stack(self.pending).float()
         if self.dist.enabled:
-            loss = loss.clone()
-            torch.distributed.all_reduce(loss)
-            loss /= self.dist.world
-        return float(loss)
+            torch.distributed.all_reduce(losses)
+            losses /= self.dist.world
+        values = losses.tolist()
+        first_step = self.step_in_epoch - len(values)  # steps of the window: first_step + 1 ... step_in_epoch
+        self.pending = []
+        for j, value in enumerate(values):
+            if not math.isfinite(value):
+                kept = f"kept the last good checkpoint {self.last_path}" if self.last_path.exists() else \
+                    "no checkpoint had been written yet"
+                step = first_step + j + 1
+                raise FloatingPointError(
+                    f"loss is {value} at epoch {self.epoch + 1}, step {step}/{self.steps_per_epoch} (global step "
+                    f"{self.global_step - len(values) + j + 1}); stopped, {kept}. Try a lower --lr.")
+            self.accum["loss_sum"] += value * self.config.batch_size
+            self.accum["images"] += self.config.batch_size
+        now = time.perf_counter()
+        self.accum["train_s"] += now - self.t_mark  # data + steps since the last sync (not checkpoint writing)
+        self.t_mark = now
+        if not self.bar.disable:
+            rate = (self.accum["images"] - self.images_at_epoch_start) / max(now - self.t_epoch, 1e-9)
+            self.bar.set_postfix(loss=f"{self.accum['loss_sum'] / self.accum['images']:.3f}", img_s=f"{rate:.0f}")
+
+    def _evaluate(self) -> dict[str, float]:
+        cfg = self.config
+        common = dict(device=self.device, amp=cfg.amp, channels_last=cfg.channels_last, dist_info=self.dist)
+        batch = max(256, cfg.batch_size)
+        if self.data.eval_loader is not None:
+            return evaluate_batches(self.model, self.data.eval_loader.in_order(batch), **common)
+        return evaluate(self.model, self.data.eval_set, batch_size=batch, workers=cfg.workers, **common)
 
     def _end_epoch(self) -> None:
         cfg = self.config
-        result = evaluate(self.model, self.test_set, device=self.device, batch_size=max(256, cfg.batch_size),
-                          workers=cfg.workers, amp=cfg.amp, channels_last=cfg.channels_last, dist_info=self.dist)
         images = max(self.accum["images"], 1)
-        record = {
+        record: dict[str, Any] = {
             "epoch": self.epoch + 1, "train_loss": self.accum["loss_sum"] / images,
-            "test_loss": result["loss"], "top1_err": result["top1_err"], "top5_err": result["top5_err"],
             "lr": self.optimizer.param_groups[0]["lr"], "img_per_s": self.accum["images"] / max(self.accum["train_s"], 1e-9),
-            "wall_s": self.wall_before + (time.perf_counter() - self.t_start), "steps": self.global_step,
-            "images": self.accum["images"], "train_s": self.accum["train_s"],
+            "steps": self.global_step, "images": self.accum["images"], "train_s": self.accum["train_s"],
         }
+        evaluated = (self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.epochs
+        improved = False
+        if evaluated:
+            result = self._evaluate()
+            p = self.prefix
+            record.update({"eval_split": self.data.eval_split, f"{p}eval_loss": result["loss"],
+                           f"{p}top1_err": result["top1_err"], f"{p}top5_err": result["top5_err"]})
+            improved = result["top1_err"] < self.best_top1
+        record["wall_s"] = self.wall_before + (time.perf_counter() - self.t_start)
         self.history.append(record)
         self.epoch += 1
         self.step_in_epoch = 0
         self.accum = {"loss_sum": 0.0, "images": 0, "train_s": 0.0}
-        improved = record["top1_err"] < self.best_top1
         if improved:
-            self.best_top1, self.best_epoch = record["top1_err"], record["epoch"]
+            self.best_top1, self.best_epoch = record[f"{self.prefix}top1_err"], record["epoch"]
             if self.dist.is_main:
                 save_checkpoint(self.best_path, {"model": self.model.net.state_dict(), "model_meta": self.meta,
                                                  "config": cfg.to_dict(), "epoch": record["epoch"],
-                                                 "top1_err": record["top1_err"], "top5_err": record["top5_err"]})
+                                                 "eval_split": self.data.eval_split,
+                                                 f"{self.prefix}top1_err": record[f"{self.prefix}top1_err"],
+                                                 f"{self.prefix}top5_err": record[f"{self.prefix}top5_err"]})
         self._save_last()  # after best.pt: a kill in between redoes this epoch end identically
         if self.dist.is_main:
             self._write_metrics()
-            if self.writer is not None:
-                for key in ("train_loss", "test_loss", "top1_err", "top5_err", "lr", "img_per_s"):
-                    self.writer.add_scalar(key if key in ("lr", "img_per_s") else
-                                           ("train/" if key.startswith("train") else "test/") + key,
-                                           record[key], record["epoch"])
-                self.writer.flush()
-            if not cfg.quiet:
-                tqdm.write(f"epoch {record['epoch']}/{cfg.epochs}  loss {record['train_loss']:.4f}  "
-                           f"top1 err {record['top1_err']:.2f}%  top5 err {record['top5_err']:.2f}%  "
-                           f"lr {record['lr']:.4g}  {record['img_per_s']:.0f} img/s"
-                           + ("  *best" if improved else ""))
+            self._log_epoch(record, improved)
+
+    def _log_epoch(self, record: dict[str, Any], improved: bool) -> None:
+        p, split = self.prefix, self.data.eval_split
+        if self.writer is not None:
+            self.writer.add_scalar("train/train_loss", record["train_loss"], record["epoch"])
+            self.writer.add_scalar("lr", record["lr"], record["epoch"])
+            self.writer.add_scalar("img_per_s", record["img_per_s"], record["epoch"])
+            if f"{p}top1_err" in record:
+                for key in ("eval_loss", "top1_err", "top5_err"):
+                    self.writer.add_scalar(f"{split}/{key}", record[f"{p}{key}"], record["epoch"])
+            self.writer.flush()
+        if not self.config.quiet:
+            errs = (f"  {split} top1 err {record[f'{p}top1_err']:.2f}%  top5 err {record[f'{p}top5_err']:.2f}%"
+                    if f"{p}top1_err" in record else "  (not evaluated)")
+            tqdm.write(f"epoch {record['epoch']}/{self.config.epochs}  loss {record['train_loss']:.4f}{errs}  "
+                       f"lr {record['lr']:.4g}  {record['img_per_s']:.0f} img/s" + ("  *best" if improved else ""))
 
     def _write_metrics(self) -> None:
         """metrics.jsonl rewritten from the checkpointed history (so a resume never duplicates lines)."""
         write_text_atomic(self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
 
     def _summary(self) -> dict[str, Any]:
+        p = self.prefix
         last = self.history[-1] if self.history else {}
         train_images = sum(r["images"] for r in self.history)
         train_s = sum(r["train_s"] for r in self.history)
         return {
-            "top1_err": last.get("top1_err"), "top5_err": last.get("top5_err"),
-            "best_top1_err": None if math.isinf(self.best_top1) else self.best_top1, "best_epoch": self.best_epoch,
-            "epochs": self.epoch, "steps": self.global_step, "train_loss": last.get("train_loss"),
-            "wall_s": self.wall_before + (time.perf_counter() - self.t_start),
+            f"{p}top1_err": last.get(f"{p}top1_err"), f"{p}top5_err": last.get(f"{p}top5_err"),
+            f"best_{p}top1_err": None if math.isinf(self.best_top1) else self.best_top1, "best_epoch": self.best_epoch,
+            **self.data.record(), "epochs": self.epoch, "steps": self.global_step,
+            "train_loss": last.get("train_loss"), "wall_s": self.wall_before + (time.perf_counter() - self.t_start),
             "img_per_s": train_images / train_s if train_s else None,
             "params": sum(p.numel() for p in self.model.parameters()), "device": str(self.device),
             "world_size": self.dist.world, "data": self.config.data, "model": self.config.model,

@@ -12,22 +12,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
-_MIX = 0x9E3779B97F4A7C15  # 64-bit golden-ratio constant for mixing seeds
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (splitmix64-style), so (seed, epoch, step) pairs never collide in practice."""
-    h = 0
-    for part in parts:
-        h = (h ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * _MIX & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The shuffled order of n training items in `epoch` (same on every rank and after resume)."""
-    gen = torch.Generator().manual_seed(derive_seed(seed, epoch, 1))
-    return torch.randperm(n, generator=gen)
+from kmix.data.order import batches_per_epoch, derive_seed, epoch_permutation  # noqa: F401 (re-exported)
 
 
 class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -57,12 +42,6 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         for b in range(self.start_batch, self.num_batches):
             lo = b * self.batch_size + self.rank * local
             yield [(self.epoch, i) for i in order[lo:lo + local]]
-
-
-def batches_per_epoch(n: int, batch_size: int, limit_batches: int | None = None) -> int:
-    """Optimizer steps per epoch: full global batches only, optionally capped (for tests)."""
-    full = n // batch_size
-    return full if limit_batches is None else min(full, limit_batches)
 
 
 class SeededItems(Dataset):
