@@ -1,4 +1,4 @@
-"""`kmix score`: mixing-based uncertainty (mean, std, cv of M anchored DCutMix losses) for every training image."""
+"""`kmix score`: one score file per method for every training image (kmix-cv, el2n, grand, entropy, margin)."""
 from __future__ import annotations
 
 import argparse
@@ -16,28 +16,50 @@ def parse_floats(text: str, what: str) -> tuple[float, ...]:
     return values
 
 
+# kmix-cv's own options: None means "not given", so other methods can refuse them instead of ignoring them
+KMIX_CV_DEFAULTS = {"draws": 10, "k": 3, "alpha": "0.2222,0.2222", "anchor_phi": None, "chunk_size": 1024, "seed": 0}
+
+
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help="score every training image by its loss under anchored K-image DCutMix",
-                       description="For every training image as anchor, make M DCutMix composites with the "
-                                   "anchor's proportion fixed (outer region, slot 0) and the other K-1 drawn from "
-                                   "Dirichlet(alpha) over the rest, partners from the whole dataset; write the M "
-                                   "losses and their mean, std (ddof=0) and cv = std/mean. Resumable; shards "
-                                   "under torchrun.")
-    p.add_argument("--checkpoint", required=True, help="kmix checkpoint of the scoring model")
+    from kmix.select.methods import SCORE_METHODS, score_method_names
+    from kmix.select.score import GRAND_PARAMS
+
+    names = score_method_names()
+    methods_help = "; ".join(f"{m}: {SCORE_METHODS[m].summary} [{SCORE_METHODS[m].reference}]" for m in names)
+    p = sub.add_parser(name, help="score every training image (kmix-cv mixing uncertainty, EL2N, GraNd, entropy, "
+                                  "margin)",
+                       description="Write one row per training image: index, label and the method's score "
+                                   "column(s), in one file format for every method, so that kmix subsample --by "
+                                   "<column> takes any of them. kmix-cv (default): for every training image as "
+                                   "anchor, M DCutMix composites with the anchor's proportion fixed (outer region, "
+                                   "slot 0) and the other K-1 drawn from Dirichlet(alpha), partners from the whole "
+                                   "dataset; the M losses and their mean, std (ddof=0) and cv = std/mean. "
+                                   "Resumable; shards under torchrun. The other methods score the model's "
+                                   "prediction on the clean image, averaged over the checkpoints given.")
+    p.add_argument("--method", default="kmix-cv", choices=names, help=f"{methods_help} (default: kmix-cv)")
+    p.add_argument("--checkpoint", required=True, nargs="+", action="extend",
+                   help="kmix checkpoint(s) of the scoring model; el2n/grand/entropy/margin average over several "
+                        "(e.g. independent runs), kmix-cv takes one")
     p.add_argument("--data", default="digits", help="dataset spec (default: digits)")
     p.add_argument("--data-root", default=None, help="dataset folder")
-    p.add_argument("--draws", type=int, default=10, help="composites per anchor, M (default: 10)")
-    p.add_argument("--k", type=int, default=3, help="images per composite (default: 3)")
-    p.add_argument("--alpha", default="0.2222,0.2222",
+    p.add_argument("--grand-params", default="last", choices=GRAND_PARAMS,
+                   help="grand only: gradient of the classifier layer only (last: exact closed form "
+                        "||p - y|| * sqrt(||h||^2 + 1), a forward pass) or of all parameters (all: per-sample "
+                        "gradients via torch.func, Paul et al.'s definition, slower) (default: last)")
+    g = p.add_argument_group("kmix-cv options (refused with other methods)")
+    g.add_argument("--draws", type=int, default=None, help="composites per anchor, M (default: 10)")
+    g.add_argument("--k", type=int, default=None, help="images per composite (default: 3)")
+    g.add_argument("--alpha", default=None,
                    help="Dirichlet alpha of the K-1 non-anchor images, comma-separated or one value "
                         "(default: 0.2222,0.2222)")
-    p.add_argument("--anchor-phi", type=float, default=None,
+    g.add_argument("--anchor-phi", type=float, default=None,
                    help="the anchor's fixed proportion (default: mean(alpha)/(mean(alpha)+sum(alpha)), 1/3 for "
                         "the default alpha)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=256, help="composites per forward pass")
-    p.add_argument("--chunk-size", type=int, default=1024,
-                   help="anchors per resumable chunk; scores depend on seed and chunk size, not batch size")
+    g.add_argument("--chunk-size", type=int, default=None,
+                   help="anchors per resumable chunk; scores depend on seed and chunk size, not batch size "
+                        "(default: 1024)")
+    g.add_argument("--seed", type=int, default=None, help="seed of the composites (default: 0)")
+    p.add_argument("--batch-size", type=int, default=256, help="images or composites per forward pass")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--out", default="scores.csv", help="output .csv (Parquet twin when pyarrow is installed) "
                                                        "or .parquet")
@@ -48,14 +70,22 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from kmix.select.score import ScoreConfig, ScoreSpec, run_score
 
-    alpha = parse_floats(args.alpha, "--alpha")
+    given = [k for k in KMIX_CV_DEFAULTS if getattr(args, k) is not None]
+    if args.method != "kmix-cv" and given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ValueError(f"{flags} appl{'ies' if len(given) == 1 else 'y'} to --method kmix-cv only, "
+                         f"not {args.method}")
+    if args.method != "grand" and args.grand_params != "last":
+        raise ValueError(f"--grand-params applies to --method grand only, not {args.method}")
+    opts = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in KMIX_CV_DEFAULTS.items()}
+    alpha = parse_floats(opts["alpha"], "--alpha")
     if len(alpha) == 1:
-        alpha = alpha * (args.k - 1)
-    spec = ScoreSpec(draws=args.draws, k=args.k, alpha=alpha, anchor_phi=args.anchor_phi, seed=args.seed,
-                     chunk_size=args.chunk_size)
+        alpha = alpha * (opts["k"] - 1)
+    spec = ScoreSpec(draws=opts["draws"], k=opts["k"], alpha=alpha, anchor_phi=opts["anchor_phi"], seed=opts["seed"],
+                     chunk_size=opts["chunk_size"])
     summary = run_score(ScoreConfig(checkpoint=args.checkpoint, data=args.data, data_root=args.data_root,
-                                    out=args.out, spec=spec, batch_size=args.batch_size, device=args.device,
-                                    quiet=args.quiet))
+                                    out=args.out, method=args.method, spec=spec, grand_params=args.grand_params,
+                                    batch_size=args.batch_size, device=args.device, quiet=args.quiet))
     if summary["rank"] == 0:
         print(json.dumps(summary))
     return 0

@@ -1,5 +1,12 @@
-"""Mixing-based sample uncertainty: each training image's soft-target CE over M anchored K-image composites.
+"""`kmix score`: per-image scores of the training set, written in one file format for every method.
 
+`run_score` dispatches on `ScoreConfig.method` through the registry (`kmix.select.methods`). This
+module holds the config and the paper's own method, **kmix-cv** (mixing-based sample uncertainty):
+each training image's soft-target CE over M anchored K-image composites, summarised as mean, std
+and cv. The checkpoint-prediction scores (el2n, grand, entropy, margin) live in
+`kmix.select.checkpoint_scores`.
+
+kmix-cv:
 Work is cut into chunks of `chunk_size` anchors; chunk c draws its composites from its own
 generator seeded by (seed, c), so scores depend on the seed and chunk size only, never on the
 batch size, the number of ranks or restarts. Finished chunks are saved under `<out>.chunks/`
@@ -14,6 +21,7 @@ import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -27,6 +35,7 @@ from kmix.mix import SoftTargetCrossEntropy, apply_cutmix, mix_labels
 from kmix.select.anchored import AnchoredSampler, chunk_generator, default_anchor_phi
 from kmix.select.bank import ImageBank, dataset_labels
 from kmix.io import write_json_atomic
+from kmix.select.methods import ScoreMethod, register_score_method
 from kmix.select.scores_file import write_scores
 from kmix.train.checkpoint import save_checkpoint
 
@@ -61,20 +70,61 @@ class ScoreSpec:
         return AnchoredSampler(self.k, self.alpha, float(self.anchor_phi), height, width)
 
 
+GRAND_PARAMS = ("last", "all")
+
+
 @dataclass
 class ScoreConfig:
-    """`kmix score`: the checkpoint and data to score, the spec, and how to run it."""
+    """`kmix score`: the method, the checkpoint(s) and data to score, method options, and how to run it.
 
-    checkpoint: str
+    checkpoint: one path or several (checkpoint methods average over them; kmix-cv takes one).
+    spec: kmix-cv's composites (draws, K, alpha, anchor phi, seed, chunk size).
+    grand_params: GraNd's gradient, "last" (the classifier layer, closed form) or "all" (every
+    parameter, per-sample gradients by torch.func).
+    """
+
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike]
     data: str = "digits"
     data_root: str | None = None
     out: str = "scores.csv"
+    method: str = "kmix-cv"
     spec: ScoreSpec = field(default_factory=ScoreSpec)
+    grand_params: str = "last"
     batch_size: int = 256
     device: str = "cpu"
     quiet: bool = False
     rank: int | None = None  # None: from torchrun's RANK/WORLD_SIZE (0/1 without torchrun)
     world_size: int | None = None
+
+    @property
+    def checkpoints(self) -> tuple[str, ...]:
+        """The checkpoint paths as a tuple of strings."""
+        if isinstance(self.checkpoint, (str, os.PathLike)):
+            return (os.fspath(self.checkpoint),)
+        return tuple(os.fspath(c) for c in self.checkpoint)
+
+    def validate(self) -> ScoreMethod:
+        """Check method-independent fields and the method's needs; return the registered method."""
+        from kmix.select.methods import get_score_method
+
+        method = get_score_method(self.method)
+        if Path(self.out).suffix.lower() not in (".csv", ".parquet"):
+            raise ValueError(f"out must end in .csv or .parquet, got {self.out!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        if self.grand_params not in GRAND_PARAMS:
+            raise ValueError(f"grand_params must be one of {', '.join(GRAND_PARAMS)}, got {self.grand_params!r}")
+        if method.needs == "checkpoint":
+            n = len(self.checkpoints)
+            if n == 0:
+                raise ValueError(f"--method {method.name} needs --checkpoint")
+            if method.max_checkpoints is not None and n > method.max_checkpoints:
+                raise ValueError(f"--method {method.name} takes at most {method.max_checkpoints} --checkpoint, "
+                                 f"got {n}: {', '.join(self.checkpoints)}")
+            for path in self.checkpoints:
+                if not Path(path).is_file():
+                    raise FileNotFoundError(f"checkpoint not found: {path}")
+        return method
 
 
 def num_chunks(n: int, chunk_size: int) -> int:
@@ -210,31 +260,39 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def _rank_world(config: ScoreConfig) -> tuple[int, int]:
+def rank_and_world(config: ScoreConfig) -> tuple[int, int]:
+    """(rank, world size): the config's, else torchrun's RANK/WORLD_SIZE, else (0, 1)."""
     if config.rank is not None or config.world_size is not None:
         return int(config.rank or 0), int(config.world_size or 1)
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def run_score(config: ScoreConfig) -> dict:
-    """Score every training image of `config.data` with `config.checkpoint`; write `config.out` (CSV, + Parquet).
+    """Score every training image of `config.data` by `config.method`; write `config.out` (CSV, + Parquet).
 
-    Returns a summary dict (n, draws, wall_s, composites_per_s, out, complete).
+    Returns the method's summary dict (always with out, complete, rank, world_size, wall_s).
+    """
+    method = config.validate()
+    return method.run(config, method)
+
+
+def _run_kmix_cv(config: ScoreConfig, method: ScoreMethod) -> dict:
+    """kmix-cv: M anchored composites per image -> mean, std, cv (resumable, sharded under torchrun).
+
+    Summary: n, draws, wall_s, scored_composites, composites_per_s, out, complete, rank, world_size.
     """
     from kmix.data.registry import build_dataset
     from kmix.train.checkpoint import load_model
 
-    out = Path(config.out)
-    if out.suffix.lower() not in (".csv", ".parquet"):
-        raise ValueError(f"out must end in .csv or .parquet, got {config.out!r}")
-    rank, world_size = _rank_world(config)
+    checkpoint = config.checkpoints[0]
+    rank, world_size = rank_and_world(config)
     # under torchrun a plain "cuda" means this process's GPU (NCCL's object gather uses the current device)
     local_rank = int(os.environ.get("LOCAL_RANK", rank)) if world_size > 1 else None
     device = resolve_device(config.device, local_rank)
-    model, meta = load_model(config.checkpoint, map_location=device)
+    model, meta = load_model(checkpoint, map_location=device)
     dataset, info = build_dataset(config.data, root=config.data_root, train=True)
     if info.in_chans != meta["in_chans"]:
-        raise ValueError(f"checkpoint {config.checkpoint} expects {meta['in_chans']} channel(s) but --data "
+        raise ValueError(f"checkpoint {checkpoint} expects {meta['in_chans']} channel(s) but --data "
                          f"{config.data!r} has {info.in_chans}")
     started_group = False
     if world_size > 1 and not _distributed() and "MASTER_ADDR" in os.environ:  # under torchrun
@@ -243,7 +301,7 @@ def run_score(config: ScoreConfig) -> dict:
         dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
         started_group = True
     try:
-        return _score_and_write(config, model, meta, dataset, device, rank, world_size)
+        return _score_and_write(config, checkpoint, model, meta, dataset, device, rank, world_size)
     finally:
         if started_group:
             import torch.distributed as dist
@@ -252,7 +310,7 @@ def run_score(config: ScoreConfig) -> dict:
             dist.destroy_process_group()
 
 
-def _score_and_write(config: ScoreConfig, model: nn.Module, meta: dict, dataset: Dataset, device,
+def _score_and_write(config: ScoreConfig, checkpoint: str, model: nn.Module, meta: dict, dataset: Dataset, device,
                      rank: int, world_size: int) -> dict:
     out = Path(config.out)
     chunk_dir = out.with_name(out.name + ".chunks")
@@ -260,7 +318,7 @@ def _score_and_write(config: ScoreConfig, model: nn.Module, meta: dict, dataset:
     t0 = time.perf_counter()
     losses = score_losses(model, dataset, meta["num_classes"], config.spec, batch_size=config.batch_size,
                           device=device, quiet=config.quiet, chunk_dir=chunk_dir,
-                          fingerprint={"checkpoint": os.path.abspath(config.checkpoint), "data": config.data},
+                          fingerprint={"checkpoint": os.path.abspath(checkpoint), "data": config.data},
                           rank=rank, world_size=world_size, counters=counters)
     wall = time.perf_counter() - t0
     n = len(dataset)
@@ -268,9 +326,17 @@ def _score_and_write(config: ScoreConfig, model: nn.Module, meta: dict, dataset:
                "composites_per_s": round(counters["scored"] / max(wall, 1e-9), 1),
                "out": str(out), "complete": losses is not None, "rank": rank, "world_size": world_size}
     if losses is not None and rank == 0:
-        meta_out = {"checkpoint": config.checkpoint, "data": config.data, "n": n,
+        meta_out = {"checkpoint": checkpoint, "data": config.data, "n": n,
                     **asdict(config.spec), "alpha": list(config.spec.alpha), "std_ddof": STD_DDOF}
         written = write_scores(out, dataset_labels(dataset), losses, summarize_losses(losses), meta_out)
         summary["files"] = [str(p) for p in written]
         shutil.rmtree(chunk_dir, ignore_errors=True)
     return summary
+
+
+KMIX_CV = register_score_method(ScoreMethod(
+    name="kmix-cv", needs="checkpoint", columns=("mean", "std", "cv"),
+    orders={"mean": "high", "std": "high", "cv": "high"}, run=_run_kmix_cv, max_checkpoints=1,
+    summary="loss of each image under M anchored K-image DCutMix composites: mean, std (ddof 0), cv = std/mean "
+            "(+ loss_0..loss_{M-1})",
+    reference="Jeong et al., IEEE Access 2023"))

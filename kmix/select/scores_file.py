@@ -1,12 +1,20 @@
-"""The scores file: `index,label,mean,std,cv,loss_0..loss_{M-1}` as CSV (and Parquet when pyarrow is there).
+"""The scores file, one format for every `kmix score --method`.
 
-A JSON sidecar `<file>.json` records how the scores were made (checkpoint, data, spec).
+Columns: `index,label`, then the method's score columns (kmix-cv: `mean,std,cv`; el2n: `el2n`;
+...), then optional extra columns (kmix-cv's `loss_0..loss_{M-1}`; `<name>_0..` per checkpoint when
+several are averaged). CSV, plus a Parquet twin when pyarrow is there. A JSON sidecar
+`<file>.json` records how the scores were made and, for the reader, `method`, `score_columns`
+(the columns a valid file must have) and `orders` (per score column, the end that ranks first by
+default). A file without a sidecar naming its score columns (older kmix-cv files, the Parquet
+twin, a file written by hand) is checked against the registered method whose score columns its
+header contains; any other numeric column may still be used with `kmix subsample --by`.
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +23,8 @@ import torch
 
 from kmix.io import atomic_write, write_csv_atomic, write_json_atomic
 
-REQUIRED_COLUMNS = ("index", "label", "mean", "std", "cv")
+KEY_COLUMNS = ("index", "label")
+KMIX_CV_COLUMNS = ("mean", "std", "cv")
 
 
 def _have_pyarrow() -> bool:
@@ -28,13 +37,18 @@ def _have_pyarrow() -> bool:
 
 @dataclass
 class ScoreTable:
-    """Scores read back from a file; row i is dataset image `index[i]` (sorted, 0..N-1)."""
+    """Scores read back from a file; row i is dataset image `index[i]` (sorted, 0..N-1).
+
+    `columns` holds every numeric column but index and label; `score_columns` the ones the file's
+    method declares (or that the reader inferred); `meta` the sidecar (empty without one).
+    """
 
     index: np.ndarray
     label: np.ndarray
     columns: dict[str, np.ndarray]
     path: str
     meta: dict
+    score_columns: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.index)
@@ -44,15 +58,37 @@ class ScoreTable:
             raise ValueError(f"scores file {self.path} has no column {name!r} (has {', '.join(self.columns)})")
         return self.columns[name]
 
+    def default_order(self, name: str) -> str:
+        """The end of column `name` that ranks first by default: the sidecar's `orders`, else the
+        registered method's; a per-checkpoint column `<score>_<j>` follows `<score>`; else "high"."""
+        from kmix.select.methods import column_orders
 
-def write_scores(path: str | os.PathLike, labels: torch.Tensor, losses: torch.Tensor,
-                 stats: dict[str, torch.Tensor], meta: dict) -> list[Path]:
-    """Write the scores CSV (or Parquet, by suffix) atomically, a Parquet twin when possible, and the sidecar."""
+        orders = {**column_orders(), **(self.meta.get("orders") if isinstance(self.meta.get("orders"), dict) else {})}
+        base, _, suffix = name.rpartition("_")
+        if name not in orders and suffix.isdigit() and base in orders:
+            name = base
+        return orders.get(name, "high")
+
+
+def write_score_table(path: str | os.PathLike, labels: torch.Tensor | np.ndarray,
+                      columns: Mapping[str, torch.Tensor | np.ndarray], meta: dict) -> list[Path]:
+    """Write `index,label,<columns...>` (one row per image, in dataset order) atomically as CSV (plus a
+    Parquet twin when pyarrow is installed) or as Parquet only (by suffix), and the JSON sidecar `meta`.
+
+    Floats are written with `repr` (round-trip exact). `meta` should name `method`, `score_columns`
+    and `orders` so that readers can check the file and sort it the method's way.
+    """
     path = Path(path)
-    n, m = losses.shape
-    header = ["index", "label", "mean", "std", "cv"] + [f"loss_{j}" for j in range(m)]
-    cols = [np.arange(n), labels.numpy(), stats["mean"].numpy(), stats["std"].numpy(), stats["cv"].numpy()]
-    cols += [losses[:, j].double().numpy() for j in range(m)]
+    labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
+    n = len(labels)
+    header = ["index", "label", *columns]
+    cols = [np.arange(n), labels]
+    for name, values in columns.items():
+        values = np.asarray(values.detach().cpu().double() if isinstance(values, torch.Tensor) else values,
+                            dtype=np.float64)
+        if values.shape != (n,):
+            raise ValueError(f"score column {name!r} has shape {values.shape}, expected ({n},)")
+        cols.append(values)
     written = []
     if path.suffix.lower() == ".csv":
         rows = ([int(cols[0][i]), int(cols[1][i])] + [repr(float(c[i])) for c in cols[2:]] for i in range(n))
@@ -74,8 +110,35 @@ def write_scores(path: str | os.PathLike, labels: torch.Tensor, losses: torch.Te
     return written
 
 
+def write_scores(path: str | os.PathLike, labels: torch.Tensor, losses: torch.Tensor,
+                 stats: dict[str, torch.Tensor], meta: dict) -> list[Path]:
+    """Write a kmix-cv scores file: `index,label,mean,std,cv,loss_0..loss_{M-1}` (see `write_score_table`).
+
+    The sidecar gets `method`, `score_columns` and `orders` for kmix-cv unless `meta` sets them.
+    """
+    columns = {name: stats[name] for name in KMIX_CV_COLUMNS}
+    columns.update({f"loss_{j}": losses[:, j] for j in range(losses.shape[1])})
+    meta = {"method": "kmix-cv", "score_columns": list(KMIX_CV_COLUMNS),
+            "orders": {name: "high" for name in KMIX_CV_COLUMNS}, **meta}
+    return write_score_table(path, labels, columns, meta)
+
+
+def _required_score_columns(meta: dict, header: list[str]) -> tuple[str, ...]:
+    """The score columns a file must have: its sidecar's `score_columns`, else those of the registered
+    method whose columns its header shows (a header with mean/std but no cv is an incomplete kmix-cv
+    file), else none."""
+    from kmix.select.methods import method_for_columns
+
+    declared = meta.get("score_columns")
+    if isinstance(declared, list) and declared:
+        return tuple(str(c) for c in declared)
+    method = method_for_columns(header)
+    return tuple(method.columns) if method is not None else ()
+
+
 def read_scores(path: str | os.PathLike) -> ScoreTable:
-    """Read and validate a scores file (CSV or Parquet): required columns, numeric values, index 0..N-1."""
+    """Read and validate a scores file (CSV or Parquet): index and label plus the file's score columns
+    (see `_required_score_columns`), at least one score column, numeric values, index 0..N-1."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"scores file not found: {path}")
@@ -97,10 +160,18 @@ def read_scores(path: str | os.PathLike) -> ScoreTable:
         if bad:
             raise ValueError(f"scores file {path}: line {bad[0]} has a different number of fields than the header")
         raw = {name: np.array([r[j] for r in rows]) for j, name in enumerate(header)}
-    missing = [c for c in REQUIRED_COLUMNS if c not in raw]
+    sidecar = path.with_name(path.name + ".json")
+    try:
+        meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"scores sidecar {sidecar} is not valid JSON ({err})") from None
+    needed = (*KEY_COLUMNS, *_required_score_columns(meta, list(raw)))
+    missing = [c for c in needed if c not in raw]
     if missing:
         raise ValueError(f"scores file {path} lacks column(s) {', '.join(missing)} "
-                         f"(needs {', '.join(REQUIRED_COLUMNS)}; has {', '.join(raw) or 'none'})")
+                         f"(needs {', '.join(needed)}; has {', '.join(raw) or 'none'})")
+    if len(raw) == len(KEY_COLUMNS):
+        raise ValueError(f"scores file {path} has no score column (only {', '.join(raw)})")
     columns = {}
     for name, values in raw.items():
         try:
@@ -124,6 +195,6 @@ def read_scores(path: str | os.PathLike) -> ScoreTable:
         raise ValueError(f"scores file {path}: negative label {int(label.min())}")
     order = np.argsort(index)
     columns = {k: v[order] for k, v in columns.items()}
-    sidecar = path.with_name(path.name + ".json")
-    meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    return ScoreTable(index=index[order], label=label[order], columns=columns, path=str(path), meta=meta)
+    score_columns = tuple(c for c in needed if c not in KEY_COLUMNS) or tuple(columns)
+    return ScoreTable(index=index[order], label=label[order], columns=columns, path=str(path), meta=meta,
+                      score_columns=score_columns)
