@@ -226,3 +226,36 @@ def test_kmix_cv_sidecar_declares_its_columns(tmp_path):
     assert table.meta["method"] == "kmix-cv" and table.meta["draws"] == 3
     assert table.score_columns == ("mean", "std", "cv")
     assert [table.default_order(c) for c in ("mean", "std", "cv", "loss_2")] == ["high"] * 4
+
+
+def test_a_run_method_plugs_in_without_touching_score_or_subsample(tmp_path):
+    """The shape of the coming training-dynamics scores: a method that needs a run folder, checked by the
+    config, writing the common format; subsample sorts it by the order its sidecar declares."""
+    from kmix.select import SubsampleConfig, run_subsample
+
+    def run_toy(config, method):
+        counts = json.loads((tmp_path / "run" / "events.json").read_text())
+        write_score_table(config.out, np.array([0, 0, 1, 1, 1]), {"toy_forgetting": np.array(counts, float)},
+                          {"method": method.name, "score_columns": list(method.columns), "orders": dict(method.orders)})
+        return {"out": config.out, "complete": True, "rank": 0}
+
+    toy = ScoreMethod("toy-forgetting", "run", ("toy_forgetting",), {"toy_forgetting": "high"}, run_toy,
+                      "events per sample", "test")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "events.json").write_text("[2, 0, 1, 5, 3]")
+    out = str(tmp_path / "toy.csv")
+    with pytest.raises(ValueError, match="--method toy-forgetting needs --run"):
+        ScoreConfig(method="toy-forgetting", out=out).check(toy)
+    with pytest.raises(ValueError, match="reads --run, not --checkpoint"):
+        ScoreConfig(checkpoint="m.pt", run_dir=str(tmp_path / "run"), out=out).check(toy)
+    not_for_el2n = "--run is for methods that read recorded training dynamics, not --method el2n"
+    with pytest.raises(ValueError, match=not_for_el2n):
+        ScoreConfig(checkpoint="m.pt", run_dir=str(tmp_path / "run"), method="el2n").validate()
+    config = ScoreConfig(method="toy-forgetting", run_dir=str(tmp_path / "run"), out=out)
+    config.check(toy)
+    toy.run(config, toy)
+    table = read_scores(out)
+    assert table.score_columns == ("toy_forgetting",) and table.default_order("toy_forgetting") == "high"
+    rec = run_subsample(SubsampleConfig(ratio=0.5, by="toy_forgetting", scores=out, out=str(tmp_path / "s.json")))
+    assert rec["indices"] == [0, 3, 4]  # class 0: 2 events of {2, 0} (n=1); class 1: 5 and 3 of {1, 5, 3} (n=2)
+    assert "toy-forgetting" not in SCORE_METHODS

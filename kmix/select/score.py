@@ -75,19 +75,23 @@ GRAND_PARAMS = ("last", "all")
 
 @dataclass
 class ScoreConfig:
-    """`kmix score`: the method, the checkpoint(s) and data to score, method options, and how to run it.
+    """`kmix score`: the method, what it reads (checkpoints or a run folder) and the data, method options,
+    and how to run it.
 
     checkpoint: one path or several (checkpoint methods average over them; kmix-cv takes one).
+    run_dir: a training-run folder with recorded dynamics, read by methods that need "run" (the
+    training-dynamics scores); checkpoint methods refuse it.
     spec: kmix-cv's composites (draws, K, alpha, anchor phi, seed, chunk size).
     grand_params: GraNd's gradient, "last" (the classifier layer, closed form) or "all" (every
     parameter, per-sample gradients by torch.func).
     """
 
-    checkpoint: str | os.PathLike | Sequence[str | os.PathLike]
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike] = ()
     data: str = "digits"
     data_root: str | None = None
     out: str = "scores.csv"
     method: str = "kmix-cv"
+    run_dir: str | None = None
     spec: ScoreSpec = field(default_factory=ScoreSpec)
     grand_params: str = "last"
     batch_size: int = 256
@@ -104,27 +108,41 @@ class ScoreConfig:
         return tuple(os.fspath(c) for c in self.checkpoint)
 
     def validate(self) -> ScoreMethod:
-        """Check method-independent fields and the method's needs; return the registered method."""
+        """Look up `method` in the registry, `check` this config against it and return it."""
         from kmix.select.methods import get_score_method
 
         method = get_score_method(self.method)
+        self.check(method)
+        return method
+
+    def check(self, method: ScoreMethod) -> None:
+        """Raise naming the bad field: output name, batch size, GraNd option, and what `method` needs
+        (checkpoints that exist, or a run folder)."""
         if Path(self.out).suffix.lower() not in (".csv", ".parquet"):
             raise ValueError(f"out must end in .csv or .parquet, got {self.out!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
         if self.grand_params not in GRAND_PARAMS:
             raise ValueError(f"grand_params must be one of {', '.join(GRAND_PARAMS)}, got {self.grand_params!r}")
-        if method.needs == "checkpoint":
-            n = len(self.checkpoints)
-            if n == 0:
-                raise ValueError(f"--method {method.name} needs --checkpoint")
-            if method.max_checkpoints is not None and n > method.max_checkpoints:
-                raise ValueError(f"--method {method.name} takes at most {method.max_checkpoints} --checkpoint, "
-                                 f"got {n}: {', '.join(self.checkpoints)}")
-            for path in self.checkpoints:
-                if not Path(path).is_file():
-                    raise FileNotFoundError(f"checkpoint not found: {path}")
-        return method
+        n = len(self.checkpoints)
+        if method.needs == "run":
+            if self.run_dir is None:
+                raise ValueError(f"--method {method.name} needs --run (a training-run folder with recorded dynamics)")
+            if not Path(self.run_dir).is_dir():
+                raise FileNotFoundError(f"run folder not found: {self.run_dir}")
+            if n:
+                raise ValueError(f"--method {method.name} reads --run, not --checkpoint")
+            return
+        if self.run_dir is not None:
+            raise ValueError(f"--run is for methods that read recorded training dynamics, not --method {method.name}")
+        if n == 0:
+            raise ValueError(f"--method {method.name} needs --checkpoint")
+        if method.max_checkpoints is not None and n > method.max_checkpoints:
+            raise ValueError(f"--method {method.name} takes at most {method.max_checkpoints} --checkpoint, "
+                             f"got {n}: {', '.join(self.checkpoints)}")
+        for path in self.checkpoints:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"checkpoint not found: {path}")
 
 
 def num_chunks(n: int, chunk_size: int) -> int:
