@@ -7,7 +7,11 @@ import json
 
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
+    from kmix.select.methods import column_orders
     from kmix.select.subsample import BASELINES, CCS_BINS, ORDERS, SAMPLINGS
+
+    orders = column_orders()
+    firsts = {o: ", ".join(c for c, v in orders.items() if v == o) for o in ORDERS}
 
     p = sub.add_parser(name, help="choose a per-class training subset from scores (or a baseline)",
                        description="Per class keep n_c = max(1, floor(T*N_c + 0.5)) images, chosen by a column of "
@@ -22,8 +26,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                         f"other numeric column) or a method without scores: {', '.join(BASELINES)} (default: cv)")
     p.add_argument("--order", default=None, choices=ORDERS,
                    help="high: largest scores first, low: smallest first (default: the column's own hard/important "
-                        "end from the scores file: high for cv, mean, std, el2n, grand, entropy and mc-dropout, low "
-                        "for margin)")
+                        f"end from the scores file: high for {firsts['high']} and mc-dropout, low for "
+                        f"{firsts['low']})")
     p.add_argument("--sampling", default="top", choices=SAMPLINGS,
                    help="top: first n_c ranks; bottom: last n_c ranks; interval: evenly spaced ranks; ccs: drop the "
                         "first (hardest) beta fraction, cut the rest's score range into equal-width strata and "
