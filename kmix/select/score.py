@@ -6,8 +6,7 @@ each training image's soft-target CE over M anchored K-image composites, summari
 and cv. The checkpoint-prediction scores (el2n, grand, entropy, margin) live in
 `kmix.select.checkpoint_scores`.
 
-kmix-cv:
-Work is cut into chunks of `chunk_size` anchors; chunk c draws its composites from its own
+kmix-cv's work is cut into chunks of `chunk_size` anchors; chunk c draws its composites from its own
 generator seeded by (seed, c), so scores depend on the seed and chunk size only, never on the
 batch size, the number of ranks or restarts. Finished chunks are saved under `<out>.chunks/`
 and reused by a restarted run; rank r of W scores chunks r, r+W, ...; rank 0 assembles the file.
