@@ -31,6 +31,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+# paths given are relative to where the script was called from; it then runs from the repository root
+abspath() { case "$1" in /*|"") echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+DATA=$(abspath "$DATA")
+OUT=$(abspath "$OUT")
 cd "$(dirname "$0")/.."
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python}
@@ -46,8 +50,11 @@ if [ "$DRY" = 1 ]; then
   OUT=${OUT:-runs/repro_cifar10_dry}
   DEVICE=cpu
   AMP=none  # bf16 autocast is emulated on most CPUs (8x slower than fp32 here): the dry run checks the plumbing
-  DATA=${DATA:-$OUT/tiny-cifar10}
-  [ -d "$DATA/cifar-10-batches-py" ] || "$PY" benchmarks/repro_support.py tiny-cifar10 "$DATA" >/dev/null
+  export KMIX_CACHE_DIR=${KMIX_CACHE_DIR:-$OUT/cache}  # the decoded-image cache stays inside OUT
+  if [ -z "$DATA" ]; then  # a tiny copy of the shared CIFAR-10 tarball's layout (JPEG tree in a .tar.gz)
+    DATA=$OUT/tiny/cifar10-tiny.tar.gz
+    [ -f "$DATA" ] || "$PY" benchmarks/repro_support.py tiny-cifar10 "$OUT/tiny" >/dev/null
+  fi
   RATIO=0.5
   EPOCHS=${EPOCHS:-2}
   TINY_TRAIN=(--batch-size 16 --threads 1)

@@ -1,7 +1,7 @@
-"""Helpers of benchmarks/repro_cifar10_gpu.sh: a tiny CIFAR-10 pickle folder for --dry-run, the schedule
+"""Helpers of benchmarks/repro_cifar10_gpu.sh: a tiny CIFAR-10 JPEG .tar.gz for --dry-run, the schedule
 that fits the time budget (from the measured img/s), and the record of what ran where.
 
-    python benchmarks/repro_support.py tiny-cifar10 DIR            # DIR/cifar-10-batches-py, 20 images per file
+    python benchmarks/repro_support.py tiny-cifar10 DIR            # DIR/cifar10-tiny.tar.gz, 10+2 JPEGs per class
     python benchmarks/repro_support.py size --measure RUN --subset S.json --runs 6 --budget-s 480 --elapsed-s 60
     python benchmarks/repro_support.py record --out OUT/repro.json --measure RUN --sweep OUT/sweep --size OUT/size.env
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import pickle
 import sys
 from pathlib import Path
 
@@ -20,21 +19,31 @@ EVALS_PER_RUN = 20  # eval_every is chosen so that a run evaluates about this of
 STARTUP_S = 15.0  # per run: model build, data on the device, first-step warm-up (a guess; budget slack)
 
 
-def tiny_cifar10(root: Path, per_file: int = 20, seed: int = 0) -> Path:
-    """torchvision's CIFAR-10 layout with random pixels and balanced labels (for the CPU dry run)."""
+def tiny_cifar10(folder: Path, train_per_class: int = 10, test_per_class: int = 2, seed: int = 0) -> Path:
+    """FOLDER/cifar10-tiny.tar.gz: the layout of the shared CIFAR-10 copy (train/<class>/NNNN.jpg,
+    test/<class>/NNNN.jpg) with random-pixel JPEGs, for the CPU dry run; returns the archive's path."""
+    import io
+    import tarfile
+
     import numpy as np
+    from PIL import Image
 
     rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        labels = [i % 10 for i in range(per_file)]
-        data = rng.integers(0, 256, size=(per_file, 3 * 32 * 32), dtype=np.uint8)
-        with open(folder / name, "wb") as f:
-            pickle.dump({"batch_label": name, "labels": labels, "data": data, "filenames": []}, f)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": CIFAR10_CLASSES, "num_cases_per_batch": per_file}, f)
-    return root
+    path = folder / "cifar10-tiny.tar.gz"
+    tmp = path.with_suffix(".tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for split, n in (("train", train_per_class), ("test", test_per_class)):
+            for name in CIFAR10_CLASSES:
+                for i in range(n):
+                    buf = io.BytesIO()
+                    Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, format="JPEG")
+                    info = tarfile.TarInfo(f"{split}/{name}/{i:04d}.jpg")
+                    info.size = buf.tell()
+                    buf.seek(0)
+                    tar.addfile(info, buf)
+    tmp.replace(path)
+    return path
 
 
 def size_schedule(img_per_s: float, train_images: int, runs: int, budget_s: float, elapsed_s: float,
@@ -72,8 +81,8 @@ def _subset_size(path: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("tiny-cifar10")
-    t.add_argument("root")
+    t = sub.add_parser("tiny-cifar10", help="write DIR/cifar10-tiny.tar.gz; print its path")
+    t.add_argument("folder")
     s = sub.add_parser("size", help="print EPOCHS=, EVAL_EVERY=, SCHEDULE=, MILESTONES= for the shell")
     s.add_argument("--measure", required=True, help="run folder of the measuring run")
     s.add_argument("--subset", required=True)
@@ -88,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--wall-s", type=float, required=True)
     args = p.parse_args(argv)
     if args.cmd == "tiny-cifar10":
-        print(tiny_cifar10(Path(args.root)))
+        print(tiny_cifar10(Path(args.folder)))
     elif args.cmd == "size":
         img_s = _summary(args.measure)["img_per_s"]
         sized = schedule_for(args.epochs) if args.epochs else size_schedule(
@@ -103,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         record = {"device": device, "device_name": torch.cuda.get_device_name(torch.device(device))
                   if device.startswith("cuda") else "cpu", "torch": torch.__version__,
                   "cuda": torch.version.cuda, "measured_img_per_s": summary.get("img_per_s"),
-                  "schedule": size, "script_wall_s": args.wall_s}
+                  "schedule": size, "wall_s_this_call": args.wall_s}
         Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
         print(json.dumps(record))
     return 0

@@ -67,6 +67,7 @@ def test_dry_run_writes_the_table_for_every_method_and_seed(tmp_path):
     assert all(0 <= float(r["top1_err_mean"]) <= 100 for r in rows)
     config = (out / "sweep" / "cifar10_resnet56_dcutmix" / "seed1" / "config.yaml").read_text()
     assert "channels_last: true" in config and f"subset: {out / 'subset.json'}" in config
+    assert f"data_root: {out / 'tiny' / 'cifar10-tiny.tar.gz'}" in config  # the shared copy's format
     record = json.loads((out / "repro.json").read_text())
     assert record["measured_img_per_s"] > 0 and record["schedule"]["EPOCHS"] == "2"
     assert (out / "sweep" / "curves.png").is_file() and "repro: done" in result.stdout

@@ -129,7 +129,7 @@ def _eta(rates: list[float], left: dict[Path, int]) -> str:
     """Runs and time left: remaining epochs x the mean seconds per epoch measured so far."""
     runs = sum(1 for v in left.values() if v > 0)
     if not runs:
-        return "sweep done"
+        return "nothing left to train"
     if not rates:
         return f"{runs} run(s) left"
     return f"{runs} run(s) left, about {_clock(sum(rates) / len(rates) * sum(left.values()))}"
