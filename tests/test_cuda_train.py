@@ -21,8 +21,9 @@ from kmix.cli.main import main
 from kmix.data.registry import build_dataset
 from kmix.mix import SoftTargetCrossEntropy
 from kmix.train import TrainConfig
-from kmix.train.build import autocast, build_mixer, build_network, build_optimizer, compute_loss
+from kmix.train.build import autocast, build_mixer, build_network, build_optimizer, build_scheduler
 from kmix.train.checkpoint import load_checkpoint
+from kmix.train.loop import train_step
 
 pytestmark = CUDA_ONLY
 
@@ -83,10 +84,11 @@ def test_training_on_cuda_tracks_the_cpu_run(tmp_path, cpu_reference, amp, chann
     assert all(v.is_contiguous(memory_format=fmt) for v in convs), "conv weights not in the requested format"
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before `optimizer.step\\(\\)`")
 def test_fp16_gradscaler_skips_an_overflow_step_then_trains():
-    """The building blocks of `--amp fp16`: a scale so large that the fp16 gradients overflow makes
-    GradScaler skip the optimizer step (weights and momentum untouched) and halve the scale; at a
-    sane scale the next step updates every weight."""
+    """`train_step` (the loop's step) under `--amp fp16`: a scale so large that the fp16 gradients
+    overflow makes GradScaler skip the optimizer step (weights and momentum untouched) and halve the
+    scale; at a sane scale the next step updates every weight."""
     config = TrainConfig(data="digits", model="small_cnn", model_kwargs={"width": 8}, mix="dcutmix", k=3,
                          device=DEVICE, amp="fp16")
     dataset, info = build_dataset("digits", train=True)
@@ -95,19 +97,14 @@ def test_fp16_gradscaler_skips_an_overflow_step_then_trains():
     optimizer = build_optimizer(config, model)
     x, y = dataset.tensors[0][:64].to(DEVICE), dataset.tensors[1][:64].to(DEVICE)
     x, target = build_mixer(config, info.num_classes, torch.Generator().manual_seed(0))(x, y)
+    scheduler = build_scheduler(config, optimizer, steps_per_epoch=10)
     scaler = torch.amp.GradScaler(DEVICE, init_scale=2.0 ** 60)
-    criterion = SoftTargetCrossEntropy()
+    with torch.no_grad(), autocast("fp16", torch.device(DEVICE)):
+        assert model(x).dtype == torch.float16, "autocast fp16 did not reach the logits"
 
     def step() -> torch.Tensor:
-        with autocast("fp16", torch.device(DEVICE)):
-            output = model(x)
-        assert output.dtype == torch.float16
-        loss = compute_loss(output, target, criterion, 0.0)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        return loss.detach()
+        return train_step(model, x, target, criterion=SoftTargetCrossEntropy(), optimizer=optimizer, scaler=scaler,
+                          scheduler=scheduler, amp="fp16")
 
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     loss = step()
