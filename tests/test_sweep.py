@@ -3,6 +3,7 @@ a sweep SIGKILLed mid-run and restarted ends with the same table as an uninterru
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -121,3 +122,21 @@ def test_killed_sweep_resumes_to_the_same_table(tmp_path):
         run_sweep(SweepConfig(out=str(killed), **{**config, "overrides": {**TINY, "lr": 0.2}}))
     with pytest.raises(ValueError, match="already trained 2 epochs, more than epochs=1"):
         run_sweep(SweepConfig(out=str(killed), **{**config, "overrides": {**TINY, "epochs": 1}}))
+
+
+def test_more_epochs_extend_finished_runs(tmp_path):
+    one = dict(overrides={**TINY, "epochs": 1}, out=str(tmp_path / "s"))
+    assert run_sweep(SweepConfig(**one), log=lambda line: None)["runs"][0]["status"] == "trained"
+    longer = run_sweep(SweepConfig(**{**one, "overrides": {**TINY, "epochs": 2}}), log=lambda line: None)
+    assert longer["runs"][0]["status"] == "resumed" and longer["runs"][0]["epochs"] == 2
+    lines = (tmp_path / "s" / "default" / "seed0" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+
+
+def test_a_diverging_run_is_reported_and_the_sweep_goes_on(tmp_path):
+    lines = []
+    result = run_sweep(SweepConfig(overrides={**TINY, "epochs": 1}, grid={"lr": [1e9, 0.1]}, out=str(tmp_path / "s")),
+                       log=lines.append)
+    assert [r["status"] for r in result["runs"]] == ["failed", "trained"]
+    assert "loss is nan" in result["failed"][0]["error"] and "FAILED" in lines[0]
+    assert (tmp_path / "s" / "table.csv").read_text().count("\n") == 2  # header + the run that finished
