@@ -36,14 +36,16 @@ def sync() -> None:
 
 
 @contextlib.contextmanager
-def tf32(enabled: bool) -> Iterator[None]:
-    """Allow or forbid TF32 in cuDNN convolutions and cuBLAS matmuls inside the block (restored after).
+def tf32(enabled: bool | None) -> Iterator[None]:
+    """Allow or forbid TF32 in cuDNN convolutions and cuBLAS matmuls inside the block (restored after);
+    None leaves torch's defaults (TF32 convolutions on, TF32 matmuls off).
 
-    torch's defaults (TF32 convolutions on, TF32 matmuls off) make CUDA float32 results differ from
-    CPU ones by ~1e-3 relative; with TF32 off they agree to float32 rounding.
+    With TF32 convolutions CUDA float32 results differ from CPU ones by ~1e-3 relative; with TF32
+    off they agree to float32 rounding.
     """
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    if enabled is not None:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
     try:
         yield
     finally:

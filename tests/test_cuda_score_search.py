@@ -5,7 +5,8 @@ model's arithmetic differs. Tolerances on the per-composite losses: rtol = atol 
 off (float32 on both devices, different convolution algorithms), rtol = atol = 1e-2 with torch's
 default TF32 convolutions (10-bit mantissa). Search: the same seeded split, order and initial
 weights; its losses agree within 2% and its one architecture step moves (nearly) every alpha the
-same way on both devices (Adam's first step is +-lr, so only near-zero gradients may differ).
+same way on both devices (Adam's first step is +-lr, so only near-zero gradients may differ; TF32
+off for this comparison).
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _score(tmp_path, ckpt, device: str) -> np.ndarray:
     return np.stack([table.column(f"loss_{m}") for m in range(DRAWS)], 1)
 
 
-@pytest.mark.parametrize("allow_tf32, tol", [(False, 1e-4), (True, 1e-2)], ids=["fp32", "tf32-default"])
+@pytest.mark.parametrize("allow_tf32, tol", [(False, 1e-4), (None, 1e-2)], ids=["fp32", "torch-default-tf32"])
 def test_score_on_cuda_matches_cpu(tmp_path, allow_tf32, tol):
     ckpt = tmp_path / "m.pt"
     _save_digits_checkpoint(ckpt)
@@ -67,7 +68,8 @@ def test_search_two_steps_on_cuda_match_cpu_and_resume(tmp_path):
     """2 epochs on 80 images, batch 40: a warm-up weight step, then an architecture step + a weight step."""
     cpu_out, gpu_out = tmp_path / "search_cpu", tmp_path / "search_device"
     assert main([*SEARCH_ARGS, "--device", "cpu", "--out", str(cpu_out)]) == 0
-    assert main([*SEARCH_ARGS, "--device", DEVICE, "--out", str(gpu_out)]) == 0
+    with tf32(False):  # float32 on both devices: the alphas' step directions then differ only at ~0 gradients
+        assert main([*SEARCH_ARGS, "--device", DEVICE, "--out", str(gpu_out)]) == 0
     cpu, gpu = (json.loads((o / "search.json").read_text()) for o in (cpu_out, gpu_out))
     assert gpu["finished"] and gpu["images_seen_per_epoch"] == [40, 80]
     assert [h["arch_updated"] for h in gpu["history"]] == [False, True]
@@ -78,8 +80,8 @@ def test_search_two_steps_on_cuda_match_cpu_and_resume(tmp_path):
     # the architecture step ran on the device and moved the alphas like on the CPU
     torch.manual_seed(3)
     init = SearchNetwork(10, in_chans=1, channels=8, layers=4)
-    state_gpu = torch.load(gpu_out / "checkpoint.pt", weights_only=False)["model"]
-    state_cpu = torch.load(cpu_out / "checkpoint.pt", weights_only=False)["model"]
+    state_gpu = torch.load(gpu_out / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    state_cpu = torch.load(cpu_out / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
     for name in ("alphas_normal", "alphas_reduce", "betas_normal", "betas_reduce"):
         step_gpu = state_gpu[name] - getattr(init, name).detach()
         step_cpu = state_cpu[name] - getattr(init, name).detach()
