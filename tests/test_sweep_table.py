@@ -17,17 +17,20 @@ from kmix.train.config import TrainConfig, save_config
 
 def make_run(root: Path, name: str, seed: int, top1: list[float], top5: list[float], *, finished: bool = True,
              **config) -> Path:
-    """A run folder as `kmix train` writes it: config.yaml, metrics.jsonl and (when finished) summary.json."""
+    """A run folder as `kmix train` writes it: config.yaml, metrics.jsonl and (when finished) summary.json
+    (error keys prefixed train_ when the run evaluated on its training images)."""
     path = root / name / f"seed{seed}"
     cfg = TrainConfig(**{"epochs": len(top1), **config}, seed=seed, out=str(path))
     save_config(cfg, path / "config.yaml")
+    p, split = ("train_", "train") if cfg.eval_on_train else ("", "test")
     done = len(top1) if finished else len(top1) - 1
-    history = [{"epoch": e + 1, "top1_err": top1[e], "top5_err": top5[e], "train_loss": 1.0} for e in range(done)]
+    history = [{"epoch": e + 1, f"{p}top1_err": top1[e], f"{p}top5_err": top5[e], "train_loss": 1.0}
+               for e in range(done)]
     write_text_atomic(path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     if finished:
         write_json_atomic(path / "summary.json", {
-            "top1_err": top1[-1], "top5_err": top5[-1], "best_top1_err": min(top1), "epochs": len(top1),
-            "wall_s": 10.0 + seed, "img_per_s": 100.0 * (seed + 1), "params": 1234, "eval_split": "test",
+            f"{p}top1_err": top1[-1], f"{p}top5_err": top5[-1], f"best_{p}top1_err": min(top1), "epochs": len(top1),
+            "wall_s": 10.0 + seed, "img_per_s": 100.0 * (seed + 1), "params": 1234, "eval_split": split,
             "eval_images": 360})
     return path
 
@@ -116,3 +119,13 @@ def test_cli_errors_name_the_problem(runs, tmp_path, capsys):
     (runs / "vanilla" / "seed0" / "summary.json").write_text("{not json")
     with pytest.raises(ValueError, match="summary.json is not JSON"):
         write_table([runs], tmp_path / "t")
+
+
+def test_runs_evaluated_on_training_images_are_their_own_rows_and_say_so(runs, tmp_path):
+    make_run(runs, "vanilla_on_train", 0, [40.0, 10.0, 2.0], [5.0, 1.0, 0.0], mix="none", eval_on_train=True)
+    table = write_table([runs], tmp_path / "t")
+    assert "eval_split" in table.shown
+    on_train = _row(table, mix="none", eval_split="train")
+    assert on_train["n"] == 1 and on_train["top1_err_mean"] == 2.0 and on_train["best_top5_err_mean"] == 0.0
+    assert _row(table, mix="none", eval_split="test")["n"] == 2
+    assert "| train |" in (tmp_path / "t" / "table.md").read_text()

@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 
 def group_curve(group: "Group") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(epochs, mean, std) of top1_err over the group's runs, on the epochs every run evaluated."""
-    per_run = [{rec["epoch"]: rec["top1_err"] for rec in run.history if rec.get("top1_err") is not None}
-               for run in group.runs]
+    per_run = []
+    for run in group.runs:
+        key = run.prefix + "top1_err"  # train_top1_err for a run evaluated on its training images
+        per_run.append({rec["epoch"]: rec[key] for rec in run.history if rec.get(key) is not None})
     epochs = sorted(set.intersection(*(set(d) for d in per_run))) if per_run else []
     errs = np.array([[d[e] for e in epochs] for d in per_run], dtype=np.float64).reshape(len(per_run), len(epochs))
     std = errs.std(axis=0, ddof=1) if len(per_run) > 1 else np.zeros(len(epochs))

@@ -39,10 +39,13 @@ class SweepConfig:
             raise ValueError(f"seeds must not repeat, got {list(self.seeds)}")
         if not isinstance(self.out, str) or not self.out:
             raise ValueError(f"out must be a folder path, got {self.out!r}")
-        for name, mapping in (("overrides", self.overrides), ("grid", self.grid)):
+        for name in ("overrides", "grid"):
+            mapping = getattr(self, name)
             if not isinstance(mapping, dict):
                 raise TypeError(f"{name} must be a mapping of config keys, got {type(mapping).__name__}")
-            owned = sorted(set(k.replace("-", "_") for k in mapping) & set(SWEEP_OWNED))
+            mapping = {str(k).replace("-", "_"): v for k, v in mapping.items()}  # as TrainConfig reads them
+            setattr(self, name, mapping)
+            owned = sorted(set(mapping) & set(SWEEP_OWNED))
             if owned:
                 raise ValueError(f"{name} may not set {', '.join(owned)}: the sweep sets it per run "
                                  f"(seeds with --seeds, the folder with --out)")
@@ -81,7 +84,7 @@ def plan_sweep(config: SweepConfig) -> list[PlannedRun]:
         for stem, recipe in sources:
             for combo in combos:
                 chosen = {key: value for (key, _), value in zip(axes, combo)}
-                label = stem + "".join(f"+{_slug(k.replace('-', '_'))}={_slug(v)}" for k, v in chosen.items())
+                label = stem + "".join(f"+{_slug(k)}={_slug(v)}" for k, v in chosen.items())
                 where = f"run {label} seed {seed}"
                 values = {**SWEEP_DEFAULTS, **recipe, **config.overrides, **chosen}
                 run_dir = out / label / f"seed{seed}"

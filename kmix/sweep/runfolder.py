@@ -25,6 +25,12 @@ class RunFolder:
         return self.summary is not None and self.summary.get("epochs") == self.config.get("epochs")
 
     @property
+    def prefix(self) -> str:
+        """'train_' when the run evaluated on its training images (kmix train then prefixes the error keys)."""
+        split = (self.summary or {}).get("eval_split")
+        return "train_" if split == "train" or (split is None and self.config.get("eval_on_train")) else ""
+
+    @property
     def epochs_done(self) -> int:
         """Completed epochs: one metrics.jsonl line each (it is rewritten from the checkpoint on resume)."""
         return len(self.history)

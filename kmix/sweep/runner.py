@@ -120,8 +120,10 @@ def _result(run: PlannedRun, status: str, summary: dict[str, Any] | None) -> dic
 
 
 def _errors(summary: dict[str, Any]) -> str:
-    final, best = summary.get("top1_err"), summary.get("best_top1_err")
-    return (f"top1 err {final:.2f}%" if final is not None else "no top1 err") + (
+    p = "train_" if summary.get("eval_split") == "train" else ""
+    split = summary.get("eval_split", "test")
+    final, best = summary.get(f"{p}top1_err"), summary.get(f"best_{p}top1_err")
+    return (f"{split} top1 err {final:.2f}%" if final is not None else "no top1 err") + (
         f", best {best:.2f}%" if best is not None else "")
 
 

@@ -76,6 +76,9 @@ def build_table(runs: list[RunFolder]) -> Table:
         by_key.setdefault(_canon(key), Group(key)).runs.append(run)
     fields_all = sorted({f for g in by_key.values() for f in g.key})
     varying = [f for f in fields_all if len({_canon(g.key.get(f)) for g in by_key.values()}) > 1]
+    # the split is shown when it varies or is not the test set (val / train errors must say so in every row)
+    other_split = any(g.key.get("eval_split", "test") != "test" for g in by_key.values())
+    varying += ["eval_split"] if other_split and "eval_split" not in varying else []
     shown = list(METHOD_FIELDS) + [f for f in varying if f not in METHOD_FIELDS]
     shared = {f: next(iter(by_key.values())).key.get(f) for f in fields_all if f not in shown}
     groups = sorted(by_key.values(), key=lambda g: _sort_key(g.key, shown))
@@ -102,12 +105,15 @@ def _aggregate(group: Group, shown: list[str]) -> dict[str, Any]:
 
 
 def _metric(run: RunFolder, name: str) -> float | None:
-    """Final errors from summary.json; best = the lowest over the evaluated epochs of metrics.jsonl."""
+    """Final errors from summary.json; best = the lowest over the evaluated epochs of metrics.jsonl.
+    (A run evaluated on its training images has them under train_* keys: its eval_split says so.)"""
+    p = run.prefix
     if not name.startswith("best_"):
-        return run.summary.get(name)
-    if name == "best_top1_err" and run.summary.get(name) is not None:
-        return run.summary[name]
-    values = [rec.get(name[5:]) for rec in run.history if rec.get(name[5:]) is not None]
+        return run.summary.get(p + name)
+    base = p + name[5:]
+    if name == "best_top1_err" and run.summary.get(f"best_{base}") is not None:
+        return run.summary[f"best_{base}"]
+    values = [rec[base] for rec in run.history if rec.get(base) is not None]
     return min(values) if values else None
 
 
