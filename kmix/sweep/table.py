@@ -159,12 +159,13 @@ def to_markdown(table: Table) -> str:
     """The table (errors in %, mean +- std over seeds) and notes on what was measured and left out."""
     heads = [("K" if f == "k" else f) for f in table.shown] + [
         "n", "top1_err (%)", "best_top1_err (%)", "top5_err (%)", "best_top5_err (%)", "wall / run", "img/s"]
-    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" if i < len(table.shown) else "---:"
-                                                             for i in range(len(heads))) + "|"]
+    align = ["---"] * len(table.shown) + ["---:"] * (len(heads) - len(table.shown))  # numbers right-aligned
+    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join(align) + "|"]
     for row in table.rows:
+        rate = row["img_per_s_mean"]
         cells = [_show_field(f, row) for f in table.shown] + [str(row["n"])]
         cells += [_pm(row[f"{m}_mean"], row[f"{m}_std"]) for m in ERR_METRICS]
-        cells += [_duration(row["wall_s_mean"]), "—" if row["img_per_s_mean"] is None else f"{row['img_per_s_mean']:,.0f}"]
+        cells += [_duration(row["wall_s_mean"]), "—" if rate is None else f"{rate:,.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     n_runs = sum(r["n"] for r in table.rows)
     total = sum(r["wall_s_total"] or 0.0 for r in table.rows)
