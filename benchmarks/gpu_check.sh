@@ -185,9 +185,12 @@ PYTEST_ARGS=(-m cuda tests/ -v -p no:cacheprovider --continue-on-collection-erro
 if "$PYTHON" -c "import pytest_timeout" > /dev/null 2>&1; then
     PYTEST_ARGS+=(--timeout 150)  # one hanging test fails alone instead of using up the step
 fi
+# on a GPU machine the CUDA tests must run: KMIX_REQUIRE_CUDA=1 turns "no CUDA" into failures, not skips
+[ "$DRY" = 0 ] && export KMIX_REQUIRE_CUDA=1
 run_step 1 "CUDA tests (pytest -m cuda)" 180 step1_cuda_tests.log code \
     '^=+ .*[0-9]+ (passed|failed|skipped|deselected|errors?)|no tests ran' -- \
     "$PYTHON" -m pytest "${PYTEST_ARGS[@]}"
+unset KMIX_REQUIRE_CUDA
 
 run_step 2 "mixing cost (bench_mix.py)" 75 step2_bench_mix.log markdown '^target:' -- \
     "$PYTHON" benchmarks/bench_mix.py "${BENCH_ARGS[@]}"

@@ -22,9 +22,13 @@ HAS_CUDA = torch.cuda.is_available()
 ON_CPU = os.environ.get("KMIX_CUDA_TESTS_ON_CPU") == "1"
 DEVICE = "cpu" if ON_CPU else "cuda"
 
+# KMIX_REQUIRE_CUDA=1 (set by benchmarks/gpu_check.sh on a GPU machine): no skipping, so a machine
+# where torch sees no GPU fails these tests instead of passing them silently
+REQUIRE_CUDA = os.environ.get("KMIX_REQUIRE_CUDA") == "1"
+
 # `pytestmark = CUDA_ONLY` at the top of a module: marked `cuda`, skipped cleanly without a GPU
 CUDA_ONLY = [pytest.mark.cuda,
-             pytest.mark.skipif(not (HAS_CUDA or ON_CPU),
+             pytest.mark.skipif(not (HAS_CUDA or ON_CPU or REQUIRE_CUDA),
                                 reason="needs a CUDA device (torch.cuda.is_available() is False)")]
 REAL_CUDA_ONLY = pytest.mark.skipif(ON_CPU, reason="needs real CUDA (KMIX_CUDA_TESTS_ON_CPU=1 runs on the CPU)")
 
