@@ -99,8 +99,13 @@ class KImageMix(nn.Module):
         out = apply_cutmix(x, index, params.boxes.to(x.device), mask=mask)
         return (out[0], mix_labels(targets, index, out[1])) + tuple(out[2:])
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None):
-        check_batch(x, y, self.num_classes, mask=mask, allow_mask=self.uses_boxes, who=type(self).__name__)
+    def forward(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None, *,
+                check_labels: bool = True):
+        """Mix a batch: (x, y) -> (mixed x, soft targets[, mixed mask]). `check_labels=False` skips the
+        label-range check, which costs a host sync for CUDA labels (the training loop's labels are
+        validated once with the dataset)."""
+        check_batch(x, y, self.num_classes, mask=mask, allow_mask=self.uses_boxes, who=type(self).__name__,
+                    check_range=check_labels)
         targets = soft_targets(y, self.num_classes, self.label_smoothing)
         if not self._coin():
             return (x, targets) if mask is None else (x, targets, mask)

@@ -7,8 +7,11 @@ _PIXEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, to
 
 
 def check_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, mask: torch.Tensor | None = None,
-                allow_mask: bool = True, who: str = "mixer") -> None:
-    """Raise a ValueError/TypeError naming the argument when the batch cannot be mixed."""
+                allow_mask: bool = True, who: str = "mixer", check_range: bool = True) -> None:
+    """Raise a ValueError/TypeError naming the argument when the batch cannot be mixed.
+
+    `check_range=False` skips reading the label range (a host sync for CUDA labels), for callers
+    whose labels were validated once with the dataset (the training loop)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{who}: x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 4:
@@ -25,7 +28,7 @@ def check_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, mask: tor
             raise TypeError(f"{who}: class-index labels y must be an integer tensor, got dtype {y.dtype}")
         if y.shape[0] != n:
             raise ValueError(f"{who}: y has {y.shape[0]} labels but x has {n} images")
-        lo, hi = torch.stack(torch.aminmax(y)).tolist()  # one device sync for both ends (CUDA labels)
+        lo, hi = torch.stack(torch.aminmax(y)).tolist() if check_range else (0, 0)  # one sync (CUDA labels)
         if lo < 0 or hi >= num_classes:
             bad = lo if lo < 0 else hi
             raise ValueError(f"{who}: label {bad} out of range for num_classes={num_classes}")

@@ -16,6 +16,7 @@ class DistInfo:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    group: bool = False  # a process group is set up (torchrun), also for one process
 
     @property
     def is_main(self) -> bool:
@@ -23,12 +24,13 @@ class DistInfo:
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1
+        return self.group or self.world > 1
 
 
 def launched_by_torchrun() -> bool:
-    """True when the environment carries torchrun's WORLD_SIZE > 1."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """True when the environment carries torchrun's rendezvous (RANK, WORLD_SIZE, MASTER_ADDR), for any
+    world size: one process under torchrun still runs DDP and its collectives (NCCL on CUDA)."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
 
 
 def setup(device: torch.device) -> DistInfo:
@@ -39,7 +41,7 @@ def setup(device: torch.device) -> DistInfo:
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
     return DistInfo(rank=dist.get_rank(), world=dist.get_world_size(),
-                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+                    local_rank=int(os.environ.get("LOCAL_RANK", "0")), group=True)
 
 
 def teardown(info: DistInfo) -> None:

@@ -300,7 +300,7 @@ class _Run:
         if self.mixer is None:
             return x, soft_targets(y, self.info.num_classes, cfg.label_smoothing)
         self.mix_generator.manual_seed(derive_seed(cfg.seed, self.dist.rank, self.global_step, MIX_STREAM))
-        return self.mixer(x, y)
+        return self.mixer(x, y, check_labels=False)  # labels were validated with the dataset: no host sync
 
     def _train_epoch(self) -> None:
         cfg = self.config
