@@ -91,6 +91,11 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     g.add_argument("--channels-last", action="store_true", default=None)
     g.add_argument("--ckpt-every-steps", type=int, help="also checkpoint every N steps (0 = per epoch only)")
     g.add_argument("--limit-train-batches", type=int, help="cap steps per epoch (smoke tests)")
+    g.add_argument("--record-dynamics", action="store_true", default=None,
+                   help="record each training image's loss, logit margin and correctness every epoch "
+                        "(OUT/dynamics.pt, also in last.pt so resume continues them) for kmix score --method "
+                        "forgetting|aum|dyn-unc --run OUT; a mixing run adds an eval-mode forward pass per step "
+                        "on the unmixed batch")
     g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
     g.add_argument("--no-plot", dest="plot", action="store_false", default=None, help="no curves.png")
     g.add_argument("--quiet", action="store_true", default=None, help="no progress bars or per-epoch lines")

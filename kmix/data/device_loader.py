@@ -136,17 +136,20 @@ class DeviceLoader:
             x = to_float(raw, self.channels_last)
         return x, self.labels[index]
 
-    def epoch(self, epoch: int, start_batch: int = 0,
-              generators: Iterator[torch.Generator] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """This rank's batches of `epoch` from `start_batch` on; `generators` yields one seeded CPU
-        generator per step (needed when augmenting)."""
+    def epoch(self, epoch: int, start_batch: int = 0, generators: Iterator[torch.Generator] | None = None, *,
+              with_indices: bool = False) -> Iterator[tuple[torch.Tensor, ...]]:
+        """This rank's batches (images, labels) of `epoch` from `start_batch` on; `generators` yields one
+        seeded CPU generator per step (needed when augmenting). With `with_indices`, (images, labels,
+        dataset indices on the device): per-sample records (training dynamics) need to know whom they saw."""
         if self.augment is not None and generators is None:
             raise ValueError("an augmenting DeviceLoader needs one generator per step")
         order = self.order(epoch)
         local = self.batch_size // self.world
         for b in range(start_batch, self.num_batches):
             lo = b * self.batch_size + self.rank * local
-            yield self.batch(order[lo:lo + local], next(generators) if generators is not None else None)
+            index = order[lo:lo + local]
+            x, y = self.batch(index, next(generators) if generators is not None else None)
+            yield (x, y, index) if with_indices else (x, y)
 
     def in_order(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Every item of this rank's share (items rank, rank + world, ...) in order, unaugmented: evaluation."""

@@ -74,6 +74,7 @@ class TrainConfig:
     channels_last: bool = False
     ckpt_every_steps: int = 0
     limit_train_batches: int | None = None
+    record_dynamics: bool = False  # per-sample loss/margin/correct per epoch -> dynamics.pt (kmix.train.dynamics)
     tensorboard: bool = True
     plot: bool = True
     quiet: bool = False
@@ -135,7 +136,8 @@ class TrainConfig:
         if self.schedule == "step" and not self.milestones:
             raise ValueError("schedule 'step' needs milestones (epochs at which lr is multiplied by gamma)")
         _require(isinstance(self.model_kwargs, dict), "model_kwargs", self.model_kwargs, "a mapping", TypeError)
-        for name in ("nesterov", "download", "augment", "check_images", "eval_on_train", "resume", "channels_last", "tensorboard", "plot", "quiet"):
+        for name in ("nesterov", "download", "augment", "check_images", "eval_on_train", "resume", "channels_last",
+                     "record_dynamics", "tensorboard", "plot", "quiet"):
             _require(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false", TypeError)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true needs momentum > 0")

@@ -6,7 +6,8 @@ Exact resume rests on three facts: the data order and augmentation are pure func
 checkpoint per rank and restored. A run resumed from a mid-epoch checkpoint therefore replays the
 remaining steps bit for bit. The host waits for the device only every SYNC_EVERY steps, before a
 checkpoint and at the end of an epoch; a non-finite loss is found there, named by its step, before
-anything is written.
+anything is written. With `record_dynamics` the run also records per-sample loss, margin and
+correctness every epoch (`kmix.train.dynamics`), kept in `last.pt` and written to `dynamics.pt`.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from kmix.train.build import (autocast, build_mixer, build_network, build_optimi
 from kmix.train.checkpoint import load_checkpoint, model_meta, save_checkpoint
 from kmix.train.config import RUN_DEFINING, TrainConfig, save_config
 from kmix.train.data_setup import build_train_data
+from kmix.train.dynamics import DynamicsRecorder
 from kmix.train.evaluate import evaluate, evaluate_batches
 from kmix.train.plots import plot_curves
 from kmix.train.sampling import EpochBatchSampler, SeededItems, batches_per_epoch, derive_seed
@@ -82,8 +84,9 @@ def _local_rank() -> int:
 
 
 def train_step(model, x: torch.Tensor, target: torch.Tensor, *, criterion, optimizer, scaler, scheduler,
-               amp: str, aux_weight: float = 0.0, grad_clip: float = 0.0) -> torch.Tensor:
-    """One optimisation step: forward, loss, backward, clip, step. Returns the detached loss (no host sync)."""
+               amp: str, aux_weight: float = 0.0, grad_clip: float = 0.0, keep_logits: bool = False):
+    """One optimisation step: forward, loss, backward, clip, step. Returns the detached loss (no host sync),
+    or (loss, detached logits of the forward pass) with `keep_logits` (for per-sample records)."""
     with autocast(amp, x.device):
         output = model(x)
     loss = compute_loss(output, target, criterion, aux_weight)
@@ -95,6 +98,9 @@ def train_step(model, x: torch.Tensor, target: torch.Tensor, *, criterion, optim
     scaler.step(optimizer)
     scaler.update()
     scheduler.step()
+    if keep_logits:
+        logits = output[0] if isinstance(output, (tuple, list)) else output
+        return loss.detach(), logits.detach()
     return loss.detach()
 
 
@@ -120,6 +126,10 @@ class _Run:
                                      quiet=config.quiet or not dist_info.is_main,
                                      loader=None if resume_state is None else resume_state.get("loader"))
         self.info, self.train_set = self.data.info, self.data.train_set
+        indices = self.data.train_indices  # position in train_set -> index in the full training set
+        self.full_index = None if indices is None else torch.as_tensor(indices, dtype=torch.int64)
+        self.dynamics = (DynamicsRecorder(config.epochs, self._full_train_size(), device)
+                         if config.record_dynamics else None)
         self.prefix = "train_" if self.data.eval_split == "train" else ""  # summary keys say what was evaluated
         n_train = len(self.train_set)
         self.steps_per_epoch = batches_per_epoch(n_train, config.batch_size, config.limit_train_batches)
@@ -192,6 +202,13 @@ class _Run:
         if diff:
             raise ValueError(f"cannot resume {self.last_path}: the run was started with other settings ("
                              + "; ".join(diff) + ")")
+        recorded = "dynamics" in state
+        if recorded != cfg.record_dynamics:
+            raise ValueError(
+                f"cannot resume {self.last_path} with record_dynamics={cfg.record_dynamics}: the run was started "
+                + ("with --record-dynamics; resume it with --record-dynamics so that its records continue" if recorded
+                   else "without --record-dynamics, and the steps already trained cannot be recorded afterwards; "
+                        "start a new run to record dynamics"))
         return state
 
     def _load(self, state: dict[str, Any]) -> None:
@@ -208,6 +225,8 @@ class _Run:
         self.best_top1, self.best_epoch = state["best_top1_err"], state["best_epoch"]
         self.accum = dict(state["epoch_accum"])
         self.wall_before = state["wall_s"]
+        if self.dynamics is not None:
+            self.dynamics.load_state_dict(state["dynamics"])
         rngs = state["rng"]
         if len(rngs) != self.dist.world:
             raise ValueError(f"checkpoint {self.last_path} was written by {len(rngs)} process(es); "
@@ -226,6 +245,7 @@ class _Run:
             "best_epoch": self.best_epoch, "epoch_accum": dict(self.accum),
             "wall_s": self.wall_before + (time.perf_counter() - self.t_start), "rng": rngs,
             "mix_generator": self.mix_generator.get_state(), "loader": self.data.loader, "data": self.data.record(),
+            **({"dynamics": self.dynamics.state_dict()} if self.dynamics is not None else {}),
             "data_order": {"seed": self.config.seed, "epoch": self.epoch, "start_batch": self.step_in_epoch,
                            "rule": "kmix.data.order.epoch_permutation(n, seed, epoch)"},
         }
@@ -262,6 +282,8 @@ class _Run:
             if self.writer is not None:
                 self.writer.close()
         summary = self._summary()
+        if self.dynamics is not None and self.dist.is_main:
+            self._save_dynamics()
         if self.dist.is_main:
             write_json_atomic(self.out / "summary.json", summary)
             if cfg.plot and self.history:
@@ -269,13 +291,14 @@ class _Run:
                             title=f"{Path(cfg.data).name} {cfg.model} {cfg.mix} (K={cfg.k}, alpha={cfg.alpha:g})")
         return summary
 
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(images, labels) on the device for the rest of this epoch, from either pipeline."""
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(images, labels) on the device for the rest of this epoch, from either pipeline, with the
+        batch's indices into the full training set (on the device for the device pipeline, else on the CPU)."""
         cfg, device = self.config, self.device
         if self.data.train_loader is not None:
             gens = (torch.Generator().manual_seed(derive_seed(cfg.seed, self.dist.rank, step, AUGMENT_STREAM))
                     for step in itertools.count(self.global_step))
-            yield from self.data.train_loader.epoch(self.epoch, self.step_in_epoch, gens)
+            yield from self.data.train_loader.epoch(self.epoch, self.step_in_epoch, gens, with_indices=True)
             return
         sampler = EpochBatchSampler(len(self.train_set), cfg.batch_size, seed=cfg.seed, epoch=self.epoch,
                                     rank=self.dist.rank, world=self.dist.world, start_batch=self.step_in_epoch,
@@ -284,11 +307,16 @@ class _Run:
         gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.epoch, self.step_in_epoch, LOADER_STREAM))
         loader = DataLoader(SeededItems(self.train_set, cfg.seed), batch_sampler=sampler, num_workers=cfg.workers,
                             pin_memory=device.type == "cuda", generator=gen)
-        for x, y in loader:
+        # the sampler is a pure function of (seed, epoch, rank): iterated again beside the loader it names
+        # the items of each batch (the loader keeps the sampler's batch order, also with workers)
+        for keys, (x, y) in zip(sampler, loader, strict=True):
+            index = torch.tensor([i for _, i in keys], dtype=torch.int64)
+            if self.full_index is not None:
+                index = self.full_index[index]
             x = x.to(device, non_blocking=True)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            yield x, torch.as_tensor(y).to(device, non_blocking=True)
+            yield x, torch.as_tensor(y).to(device, non_blocking=True), index
 
     @torch.no_grad()
     def _mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -313,11 +341,20 @@ class _Run:
                         leave=False, dynamic_ncols=True)
         self.t_mark = self.t_epoch = time.perf_counter()
         self.images_at_epoch_start = self.accum["images"]
-        for x, y in self._batches():
+        rec = self.dynamics
+        if rec is not None:
+            rec.begin_epoch(self.epoch)
+        for x, y, index in self._batches():
+            if rec is not None and self.mixer is not None:
+                rec.record(index, self._clean_logits(x), y)  # before the step: the weights the step sees
             x, target = self._mix(x, y)
             loss = train_step(self.ddp, x, target, criterion=self.criterion, optimizer=self.optimizer,
                               scaler=self.scaler, scheduler=self.scheduler, amp=cfg.amp,
-                              aux_weight=cfg.auxiliary_weight, grad_clip=cfg.grad_clip)
+                              aux_weight=cfg.auxiliary_weight, grad_clip=cfg.grad_clip,
+                              keep_logits=rec is not None and self.mixer is None)
+            if rec is not None and self.mixer is None:
+                loss, logits = loss
+                rec.record(index, logits, y)
             self.pending.append(loss)
             self.global_step += 1
             self.step_in_epoch += 1
@@ -328,12 +365,45 @@ class _Run:
             if at_checkpoint or stop or len(self.pending) >= SYNC_EVERY:
                 self._sync()
             if at_checkpoint or stop:
+                if rec is not None:
+                    rec.flush(self.dist)
                 self._save_last()
                 self.t_mark = time.perf_counter()  # checkpoint writing is not training time
             if stop:
                 raise TrainingStopped(f"stopped after step {self.global_step} as asked; {self.last_path} holds it")
         self._sync()
+        if rec is not None:
+            rec.flush(self.dist)  # before the epoch-end checkpoint, which holds the finished row
         self.bar.close()
+
+    @torch.no_grad()
+    def _clean_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the unmixed batch for the dynamics records of a mixing run: a no-grad forward pass
+        in eval mode (BatchNorm's running statistics, no dropout), which changes no state and draws no
+        random numbers, so the training run is the same with or without records."""
+        self.model.eval()
+        try:
+            with autocast(self.config.amp, x.device):
+                output = self.model(x)
+        finally:
+            self.model.train()
+        return output[0] if isinstance(output, (tuple, list)) else output
+
+    def _full_train_size(self) -> int:
+        """Images in the full training set (a subset's or hold-out's indices point into it)."""
+        ts = self.train_set
+        return len(ts.dataset) if self.full_index is not None else len(ts)  # type: ignore[attr-defined, arg-type]
+
+    def _save_dynamics(self) -> None:
+        """OUT/dynamics.pt: the records of the epochs trained, the full set's labels and how they were made."""
+        base = self.train_set.dataset if self.full_index is not None else self.train_set  # type: ignore[attr-defined]
+        labels = torch.as_tensor(list(base.targets), dtype=torch.int64)  # type: ignore[attr-defined]
+        source = ("training forward pass (train mode, before the update)" if self.mixer is None else
+                  "extra forward pass in eval mode on the unmixed augmented batch, before the update")
+        self.dynamics.save(self.out / "dynamics.pt", self.epoch, labels, {
+            "source": source, "mix": self.config.mix, "data": self.config.data, "model": self.config.model,
+            "seed": self.config.seed, "train_indices": None if self.full_index is None else self.full_index.tolist(),
+            "steps": self.global_step})
 
     def _sync(self) -> None:
         """Wait for the device: read back the pending losses (mean over ranks), stop on a non-finite one

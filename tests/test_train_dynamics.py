@@ -1,0 +1,162 @@
+"""`kmix train --record-dynamics`: per-sample loss / margin / correct per epoch, at the right dataset indices,
+equal to the forward pass they come from, without changing training, resumed exactly, under DDP."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from kmix.data.order import epoch_permutation
+from kmix.data.registry import build_dataset
+from kmix.train import TrainConfig, TrainingStopped, fit
+from kmix.train.build import build_network
+from kmix.train.checkpoint import load_checkpoint
+from kmix.train.dynamics import dynamics_from_logits
+from kmix.train.state import seed_everything
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(out, **kw) -> TrainConfig:
+    base = dict(data="digits", model="small_cnn", model_kwargs={"width": 4}, mix="dcutmix", k=3, alpha=1.0,
+                epochs=2, batch_size=32, lr=0.05, limit_train_batches=3, out=str(out), quiet=True,
+                tensorboard=False, plot=False, seed=3, record_dynamics=True)
+    return TrainConfig(**{**base, **kw})
+
+
+def records(run) -> dict:
+    return torch.load(Path(run) / "dynamics.pt", weights_only=False)
+
+
+def assert_same_records(a: dict, b: dict) -> None:
+    for name in ("loss", "margin", "correct"):
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, equal_nan=True, msg=name)
+
+
+def test_dynamics_from_logits_by_hand():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0], [1.0, 1.0, 0.0]])
+    target = torch.tensor([0, 2, 1])
+    loss, margin, correct = dynamics_from_logits(logits, target)
+    torch.testing.assert_close(margin, torch.tensor([1.5, -2.0, 0.0]))
+    assert correct.tolist() == [True, False, False]  # a tie is not a right answer
+    expected = [-math.log(math.exp(z[y]) / sum(math.exp(v) for v in z))
+                for z, y in zip(logits.tolist(), target.tolist())]
+    torch.testing.assert_close(loss, torch.tensor(expected))
+
+
+@pytest.mark.parametrize("mix, mode", [("none", "train"), ("dcutmix", "eval")])
+def test_records_are_the_forward_pass_of_the_first_step_at_its_indices(tmp_path, mix, mode):
+    """Step 1's records equal a forward pass of the initial model on the unmixed first batch: the training
+    pass itself (train mode) without a mixer, an eval-mode pass with one; written at the batch's indices."""
+    kwargs = {"width": 4, "dropout": 0.0}  # no dropout: train-mode logits without the loop's RNG stream
+    config = tiny(tmp_path / "run", mix=mix, augment=False, epochs=1, limit_train_batches=2, model_kwargs=kwargs)
+    fit(config)
+    rec = records(tmp_path / "run")
+    train_set, info = build_dataset("digits", train=True, augment=False)
+    assert rec["loss"].shape == (1, len(train_set)) and rec["loss"].dtype == torch.float16
+    assert torch.equal(rec["labels"], torch.tensor(train_set.targets))
+    order = epoch_permutation(len(train_set), config.seed, 0)
+    seen = ~torch.isnan(rec["loss"][0])
+    assert torch.equal(torch.nonzero(seen).flatten(), order[:64].sort().values)  # two batches, nobody else
+    assert not rec["correct"][0][~seen].any() and torch.isnan(rec["margin"][0][~seen]).all()
+
+    seed_everything(config.seed)  # the loop builds the initial weights right after this
+    model = build_network(config, info, kwargs).train(mode == "train")
+    first = order[:32]
+    x = torch.stack([train_set[i][0] for i in first.tolist()])
+    with torch.no_grad():
+        loss, margin, correct = dynamics_from_logits(model(x), torch.tensor(train_set.targets)[first])
+    torch.testing.assert_close(rec["loss"][0, first].float(), loss, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(rec["margin"][0, first].float(), margin, rtol=2e-3, atol=2e-3)
+    assert torch.equal(rec["correct"][0, first], correct)
+    assert rec["epochs"] == 1 and ("eval mode" in rec["source"]) == (mode == "eval")
+
+
+@pytest.mark.parametrize("mix", ["none", "dcutmix"])
+def test_recording_changes_nothing_in_training(tmp_path, mix):
+    fit(tiny(tmp_path / "rec", mix=mix))
+    fit(tiny(tmp_path / "plain", mix=mix, record_dynamics=False))
+    a, b = load_checkpoint(tmp_path / "rec" / "last.pt"), load_checkpoint(tmp_path / "plain" / "last.pt")
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    assert "dynamics" in a and "dynamics" not in b and not (tmp_path / "plain" / "dynamics.pt").exists()
+
+
+def test_interrupted_run_resumes_its_records_exactly_and_refuses_a_changed_setting(tmp_path):
+    cfg = dict(mix="none", epochs=2, limit_train_batches=4, ckpt_every_steps=3)
+    fit(tiny(tmp_path / "ref", **cfg))
+    with pytest.raises(TrainingStopped):  # mid-epoch 1 (step 3 of 4), then again in epoch 2
+        fit(tiny(tmp_path / "cut", **cfg), stop_after_steps=3)
+    partial = load_checkpoint(tmp_path / "cut" / "last.pt")["dynamics"]
+    assert int((~torch.isnan(partial["loss"][0])).sum()) == 3 * 32 and torch.isnan(partial["loss"][1]).all()
+    with pytest.raises(TrainingStopped):
+        fit(tiny(tmp_path / "cut", resume=True, **cfg), stop_after_steps=6)
+    with pytest.raises(ValueError, match="resume it with --record-dynamics"):
+        fit(tiny(tmp_path / "cut", resume=True, record_dynamics=False, **cfg))
+    fit(tiny(tmp_path / "cut", resume=True, **cfg))
+    assert_same_records(records(tmp_path / "ref"), records(tmp_path / "cut"))
+    assert int((~torch.isnan(records(tmp_path / "cut")["loss"])).sum()) == 2 * 4 * 32
+    fit(tiny(tmp_path / "plain", record_dynamics=False, epochs=1))
+    with pytest.raises(ValueError, match="cannot be recorded afterwards"):
+        fit(tiny(tmp_path / "plain", resume=True, epochs=2))
+
+
+def _tiny_imagefolder(root: Path) -> Path:
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for split, n in (("train", 12), ("val", 4)):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                pixels = (torch.rand(24, 24, 3, generator=gen) * 255).to(torch.uint8).numpy()
+                Image.fromarray(pixels).save(root / split / cls / f"{i}.png")
+    return root
+
+
+def test_device_pipeline_records_a_subset_in_the_full_index_space_and_resumes(tmp_path):
+    """Device-resident pipeline (random resized crops on the device), training on a subset: records sit at
+    the subset's indices of the full set, equal to the workers pipeline's, and survive an interruption."""
+    data = str(_tiny_imagefolder(tmp_path / "imgs"))
+    subset = [0, 1, 2, 3, 5, 8, 12, 13, 14, 15, 17, 20, 21, 22, 23, 6]  # 16 of 24 images, unsorted
+    cfg = dict(data=data, image_size=16, augment=False, batch_size=8, limit_train_batches=None, epochs=2,
+               subset=subset, ckpt_every_steps=1)
+    fit(tiny(tmp_path / "dev", loader="device", **cfg))
+    fit(tiny(tmp_path / "wrk", loader="workers", **cfg))
+    dev, wrk = records(tmp_path / "dev"), records(tmp_path / "wrk")
+    assert dev["loss"].shape == (2, 24) and dev["train_indices"] == subset
+    for epoch in range(2):
+        assert torch.nonzero(~torch.isnan(dev["loss"][epoch])).flatten().tolist() == sorted(subset)
+    torch.testing.assert_close(dev["loss"], wrk["loss"], equal_nan=True, rtol=2e-3, atol=2e-3)
+    with pytest.raises(TrainingStopped):
+        fit(tiny(tmp_path / "cut", loader="device", **cfg), stop_after_steps=3)  # mid-epoch 2
+    fit(tiny(tmp_path / "cut", loader="device", resume=True, **cfg))
+    assert_same_records(dev, records(tmp_path / "cut"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_record_every_sample_once(tmp_path):
+    """Two gloo ranks record their own halves of each batch; rank 0 writes the union. At step 1 both ranks
+    hold the initial weights, so the eval-mode records of the first global batch equal one process's."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    args = ["train", "--device", "cpu", "--model-arg", "width=4", "--batch-size", "32", "--limit-train-batches",
+            "3", "--epochs", "2", "--mix", "dcutmix", "--k", "3", "--alpha", "1", "--no-augment", "--seed", "3",
+            "--record-dynamics", "--quiet", "--no-tensorboard", "--no-plot"]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "kmix", *args, "--out", str(tmp_path / "ddp")],
+                         env=env, capture_output=True, text=True, timeout=240)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = subprocess.run([sys.executable, "-m", "kmix", *args, "--threads", "1", "--out", str(tmp_path / "one")],
+                         env=env, capture_output=True, text=True, timeout=240)
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = records(tmp_path / "ddp"), records(tmp_path / "one")
+    assert torch.equal(torch.isnan(a["loss"]), torch.isnan(b["loss"]))  # the same samples, every epoch
+    assert int((~torch.isnan(a["loss"])).sum()) == 2 * 3 * 32
+    first = epoch_permutation(a["n"], 3, 0)[:32]
+    torch.testing.assert_close(a["loss"][0, first], b["loss"][0, first], rtol=2e-3, atol=2e-3)
+    assert torch.equal(a["correct"][0, first], b["correct"][0, first])
