@@ -107,11 +107,11 @@ def test_last_layer_form_refuses_logits_that_are_not_a_linear_output():
 
 
 def test_registry_lists_builtins_and_refuses_clashes():
-    assert list(SCORE_METHODS)[:5] == ["kmix-cv", "el2n", "grand", "entropy", "margin"]
+    assert list(SCORE_METHODS) == ["kmix-cv", "el2n", "grand", "entropy", "margin", "forgetting", "aum", "dyn-unc"]
     assert get_score_method("margin").orders["margin"] == "low"
     assert get_score_method("kmix-cv").columns == ("mean", "std", "cv")
-    with pytest.raises(ValueError, match="unknown score --method 'forgetting'; choose from kmix-cv, el2n"):
-        get_score_method("forgetting")
+    with pytest.raises(ValueError, match="unknown score --method 'forgotten'; choose from kmix-cv, el2n"):
+        get_score_method("forgotten")
     run = get_score_method("el2n").run
     with pytest.raises(ValueError, match="already registered"):
         register_score_method(ScoreMethod("el2n", "checkpoint", ("el2n_x",), {"el2n_x": "high"}, run, "", ""))
@@ -121,7 +121,7 @@ def test_registry_lists_builtins_and_refuses_clashes():
         ScoreMethod("aum", "epochs", ("aum",), {"aum": "low"}, run, "", "")
     with pytest.raises(ValueError, match="orders must give"):
         ScoreMethod("aum", "run", ("aum",), {"aum": "up"}, run, "", "")
-    assert "forgetting" not in SCORE_METHODS
+    assert [m for m in SCORE_METHODS if SCORE_METHODS[m].needs == "run"] == ["forgetting", "aum", "dyn-unc"]
 
 
 def test_score_file_format_and_reader_checks(tmp_path):

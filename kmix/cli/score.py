@@ -1,4 +1,5 @@
-"""`kmix score`: one score file per method for every training image (kmix-cv, el2n, grand, entropy, margin)."""
+"""`kmix score`: one score file per method for every training image (kmix-cv, el2n, grand, entropy, margin from
+checkpoints; forgetting, aum, dyn-unc from a run recorded with kmix train --record-dynamics)."""
 from __future__ import annotations
 
 import argparse
@@ -27,19 +28,24 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     names = score_method_names()
     methods_help = "; ".join(f"{m}: {SCORE_METHODS[m].summary} [{SCORE_METHODS[m].reference}]" for m in names)
     p = sub.add_parser(name, help="score every training image (kmix-cv mixing uncertainty, EL2N, GraNd, entropy, "
-                                  "margin)",
+                                  "margin, forgetting, AUM, Dyn-Unc)",
                        description="Write one row per training image: index, label and the method's score "
                                    "column(s), in one file format for every method, so that kmix subsample --by "
                                    "<column> takes any of them. kmix-cv (default): for every training image as "
                                    "anchor, M DCutMix composites with the anchor's proportion fixed (outer region, "
                                    "slot 0) and the other K-1 drawn from Dirichlet(alpha), partners from the whole "
                                    "dataset; the M losses and their mean, std (ddof=0) and cv = std/mean. "
-                                   "Resumable; shards under torchrun. The other methods score the model's "
-                                   "prediction on the clean image, averaged over the checkpoints given.")
+                                   "Resumable; shards under torchrun. el2n/grand/entropy/margin score the model's "
+                                   "prediction on the clean image, averaged over the checkpoints given; "
+                                   "forgetting/aum/dyn-unc read the per-epoch records of a training run "
+                                   "(--run, trained with kmix train --record-dynamics).")
     p.add_argument("--method", default="kmix-cv", choices=names, help=f"{methods_help} (default: kmix-cv)")
-    p.add_argument("--checkpoint", required=True, nargs="+", action="extend",
-                   help="kmix checkpoint(s) of the scoring model; el2n/grand/entropy/margin average over several "
-                        "(e.g. independent runs), kmix-cv takes one")
+    p.add_argument("--checkpoint", nargs="+", action="extend",
+                   help="kmix checkpoint(s) of the scoring model, for kmix-cv (one) and el2n/grand/entropy/margin "
+                        "(averaged over several, e.g. independent runs)")
+    p.add_argument("--run", default=None,
+                   help="for forgetting/aum/dyn-unc: a training-run folder recorded with kmix train "
+                        "--record-dynamics (its dynamics.pt)")
     p.add_argument("--data", default="digits", help="dataset spec (default: digits)")
     p.add_argument("--data-root", default=None, help="dataset folder")
     p.add_argument("--grand-params", default="last", choices=GRAND_PARAMS,
@@ -59,6 +65,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="anchors per resumable chunk; scores depend on seed and chunk size, not batch size "
                         "(default: 1024)")
     g.add_argument("--seed", type=int, default=None, help="seed of the composites (default: 0)")
+    p.add_argument("--window", type=int, default=None,
+                   help="dyn-unc only: epochs per sliding window, J (default: 10, as He et al.)")
     p.add_argument("--batch-size", type=int, default=256, help="images or composites per forward pass")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
     p.add_argument("--out", default="scores.csv", help="output .csv (Parquet twin when pyarrow is installed) "
@@ -68,6 +76,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kmix.select.dynamics_scores import DYN_UNC_WINDOW
     from kmix.select.score import ScoreConfig, ScoreSpec, run_score
 
     given = [k for k in KMIX_CV_DEFAULTS if getattr(args, k) is not None]
@@ -77,14 +86,18 @@ def run(args: argparse.Namespace) -> int:
                          f"not {args.method}")
     if args.method != "grand" and args.grand_params != "last":
         raise ValueError(f"--grand-params applies to --method grand only, not {args.method}")
+    if args.method != "dyn-unc" and args.window is not None:
+        raise ValueError(f"--window applies to --method dyn-unc only, not {args.method}")
     opts = {k: (getattr(args, k) if getattr(args, k) is not None else v) for k, v in KMIX_CV_DEFAULTS.items()}
     alpha = parse_floats(opts["alpha"], "--alpha")
     if len(alpha) == 1:
         alpha = alpha * (opts["k"] - 1)
     spec = ScoreSpec(draws=opts["draws"], k=opts["k"], alpha=alpha, anchor_phi=opts["anchor_phi"], seed=opts["seed"],
                      chunk_size=opts["chunk_size"])
-    summary = run_score(ScoreConfig(checkpoint=args.checkpoint, data=args.data, data_root=args.data_root,
-                                    out=args.out, method=args.method, spec=spec, grand_params=args.grand_params,
+    summary = run_score(ScoreConfig(checkpoint=args.checkpoint or (), data=args.data, data_root=args.data_root,
+                                    out=args.out, method=args.method, run_dir=args.run, spec=spec,
+                                    grand_params=args.grand_params,
+                                    dyn_unc_window=args.window if args.window is not None else DYN_UNC_WINDOW,
                                     batch_size=args.batch_size, device=args.device, quiet=args.quiet))
     if summary["rank"] == 0:
         print(json.dumps(summary))

@@ -10,9 +10,10 @@ A method says what it `needs`:
 - "checkpoint": kmix checkpoints (`--checkpoint`, one or several) and the training data (`--data`);
   `per_checkpoint(model, dataset, labels, config=...)` returns one value per image, and the shared
   runner averages it over the checkpoints (`kmix.select.checkpoint_scores.run_checkpoint_score`).
-- "run": a training-run folder with recorded dynamics (`--run RUN_DIR`). Reserved for the
-  training-dynamics scores (forgetting events, AUM, Dyn-Unc) that read the per-epoch records of
-  `kmix train`; such a method registers its own `run` callable and needs no `per_checkpoint`.
+- "run": a training-run folder with recorded dynamics (`--run RUN_DIR`): the training-dynamics
+  scores (forgetting events, AUM, Dyn-Unc, `kmix.select.dynamics_scores`) that read the per-epoch
+  records of `kmix train --record-dynamics`; such a method registers its own `run` callable and
+  needs no `per_checkpoint`.
 
 `orders` names, per score column, the end that ranks first by default ("high": largest first):
 the end the method's authors call hard / important. `kmix subsample --order` overrides it, and
@@ -111,3 +112,4 @@ def _ensure_builtins() -> None:
     """Register the built-in methods (their modules import this one, so they cannot be imported at the top)."""
     import kmix.select.score  # noqa: F401  (registers kmix-cv)
     import kmix.select.checkpoint_scores  # noqa: F401  (registers el2n, grand, entropy, margin)
+    import kmix.select.dynamics_scores  # noqa: F401  (registers forgetting, aum, dyn-unc)

@@ -4,7 +4,8 @@
 module holds the config and the paper's own method, **kmix-cv** (mixing-based sample uncertainty):
 each training image's soft-target CE over M anchored K-image composites, summarised as mean, std
 and cv. The checkpoint-prediction scores (el2n, grand, entropy, margin) live in
-`kmix.select.checkpoint_scores`.
+`kmix.select.checkpoint_scores`, the training-dynamics scores of a recorded run (forgetting, aum,
+dyn-unc) in `kmix.select.dynamics_scores`.
 
 kmix-cv's work is cut into chunks of `chunk_size` anchors; chunk c draws its composites from its own
 generator seeded by (seed, c), so scores depend on the seed and chunk size only, never on the
@@ -83,6 +84,7 @@ class ScoreConfig:
     spec: kmix-cv's composites (draws, K, alpha, anchor phi, seed, chunk size).
     grand_params: GraNd's gradient, "last" (the classifier layer, closed form) or "all" (every
     parameter, per-sample gradients by torch.func).
+    dyn_unc_window: Dyn-Unc's window J, in epochs (He et al. use 10).
     """
 
     checkpoint: str | os.PathLike | Sequence[str | os.PathLike] = ()
@@ -93,6 +95,7 @@ class ScoreConfig:
     run_dir: str | None = None
     spec: ScoreSpec = field(default_factory=ScoreSpec)
     grand_params: str = "last"
+    dyn_unc_window: int = 10
     batch_size: int = 256
     device: str = "cpu"
     quiet: bool = False
@@ -123,6 +126,9 @@ class ScoreConfig:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
         if self.grand_params not in GRAND_PARAMS:
             raise ValueError(f"grand_params must be one of {', '.join(GRAND_PARAMS)}, got {self.grand_params!r}")
+        w = self.dyn_unc_window
+        if isinstance(w, bool) or not isinstance(w, int) or w < 2:
+            raise ValueError(f"dyn_unc_window (--window) must be an int >= 2 (epochs per window), got {w!r}")
         n = len(self.checkpoints)
         if method.needs == "run":
             if self.run_dir is None:

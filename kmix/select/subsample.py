@@ -128,7 +128,9 @@ def _check_finite(scores: np.ndarray) -> None:
     bad = np.flatnonzero(~np.isfinite(scores))
     if len(bad):
         kind = "NaN" if np.isnan(scores[bad[0]]) else "an infinite value"
-        raise ValueError(f"scores contain {kind} at index {int(bad[0])}")
+        hint = (" (a training-dynamics score of an image the recorded run never saw, or saw too rarely: record a run "
+                "on the whole training set, or a longer one)" if kind == "NaN" else "")
+        raise ValueError(f"scores contain {kind} at index {int(bad[0])}{hint}")
 
 
 def select_by_score(labels: np.ndarray, scores: np.ndarray, ratio: float, order: str = "high",
