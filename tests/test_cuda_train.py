@@ -51,12 +51,19 @@ def _eval_loss_key(record: dict) -> str:
     return "eval_loss" if "eval_loss" in record else "test_loss"
 
 
+# The evaluation loss of a half-trained net at lr 0.3 amplifies last-bit differences (cuDNN's kernels,
+# DDP's bucketed all-reduce): on an H200, two runs whose train losses agreed within 0.3% gave eval
+# losses 2.0% (fp32, CUDA vs CPU) and 8.8% (one-process torchrun + resume vs plain, both CUDA) apart.
+# The train loss (a mean over 10 steps) is the tight check; the eval loss only has to stay close.
+EVAL_LOSS_RTOL = 0.15
+
+
 def _assert_tracks(got: list[dict], ref: list[dict], rtol: float) -> None:
     assert [r["epoch"] for r in got] == [r["epoch"] for r in ref]
     for g, r in zip(got, ref):
-        for key in ("train_loss", _eval_loss_key(r)):
+        for key, tol in (("train_loss", rtol), (_eval_loss_key(r), max(rtol, EVAL_LOSS_RTOL))):
             gap = relative_gap(g[key], r[key])
-            assert gap <= rtol, f"epoch {g['epoch']} {key}: {g[key]:.5f} on {DEVICE} vs {r[key]:.5f} on cpu ({gap:.1%})"
+            assert gap <= tol, f"epoch {g['epoch']} {key}: {g[key]:.5f} on {DEVICE} vs {r[key]:.5f} on cpu ({gap:.1%})"
     assert got[-1]["top1_err"] < 60, f"did not learn: top-1 error {got[-1]['top1_err']:.1f}%"
     assert abs(got[-1]["top1_err"] - ref[-1]["top1_err"]) <= 10, (got[-1]["top1_err"], ref[-1]["top1_err"])
 
