@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 
 import numpy as np
 import pytest
@@ -28,7 +29,12 @@ def test_parse_method():
     assert parse_method("cv") == ("cv", "high", "top")
     assert parse_method("mean:low") == ("mean", "low", "top")
     assert parse_method("cv:high:interval") == ("cv", "high", "interval")
-    for bad in ("entropy", "cv:up", "cv:high:every", "cv:high:top:x"):
+    assert parse_method("el2n:ccs") == ("el2n", "high", "ccs") == parse_method("el2n:ccs:high")
+    assert parse_method("aum:ccs") == ("aum", "low", "ccs")  # the column's own hard end
+    assert parse_method("forgetting") == ("forgetting", "high", "top")
+    assert pc.score_method_of("cv:ccs") == "kmix-cv" and pc.score_method_of("aum") == "aum"
+    assert pc.score_method_of("random") is None
+    for bad in ("nope", "loss_3", "cv:up", "cv:high:every", "cv:high:top:x", "cv:ccs:top", "cv:low:high"):
         with pytest.raises(ValueError, match="bad method"):
             parse_method(bad)
 
@@ -43,20 +49,19 @@ def test_aggregate_mean_and_sample_std():
 
 
 @pytest.mark.slow
-def test_resume_skips_finished_runs(tmp_path, monkeypatch):
+def test_resume_skips_finished_runs(tmp_path):
     calls = []
 
-    def fake_train(config, run_dir, seed, subset, epochs):
+    def fake_train(config, run_dir, seed, subset, epochs, record=False):
         calls.append((run_dir.name, seed))
         assert epochs == 10
         n = len(json.loads(open(subset).read())["indices"]) if subset else 1437
         return {"top1_err": 100.0 * (1 - n / 1437) + seed, "best_top1_err": 0.0}
 
-    monkeypatch.setattr(pc, "_train", fake_train)
     ckpt = _checkpoint(tmp_path / "m.pt")
     config = PruneCurveConfig(checkpoint=ckpt, ratios=(0.1, 0.5), methods=("cv", "random"), seeds=(0, 1), epochs=10,
                               score=ScoreSpec(draws=2, chunk_size=2000), out=str(tmp_path / "pc"))
-    result = run_prune_curve(config)
+    result = run_prune_curve(config, train=fake_train)
     assert len(calls) == 2 + 2 * 2 * 2
     with open(tmp_path / "pc" / "runs.csv") as f:
         rows = list(csv.DictReader(f))
@@ -65,19 +70,20 @@ def test_resume_skips_finished_runs(tmp_path, monkeypatch):
                                                      for s in ("0", "1")})
     cv01 = next(c for c in result["curve"] if c["method"] == "cv" and c["ratio"] == 0.1)
     assert cv01["n_train"] == 145 and cv01["err_mean"] == pytest.approx(100 * (1 - 145 / 1437) + 0.5)
+    assert cv01["budget"] == "epochs"
     assert cv01["err_std"] == pytest.approx(np.std([0, 1], ddof=1))
     assert (tmp_path / "pc" / "curve.png").stat().st_size > 1000
     calls.clear()
-    run_prune_curve(config)
+    run_prune_curve(config, train=fake_train)
     assert calls == []  # everything finished: nothing retrained
-    run_prune_curve(PruneCurveConfig(**{**config.__dict__, "seeds": (0, 1, 2)}))
+    run_prune_curve(PruneCurveConfig(**{**config.__dict__, "seeds": (0, 1, 2)}), train=fake_train)
     assert sorted(calls) == sorted([("seed2", 2)] + [(f"{m}_T{r}_s2", 2) for m in ("cv", "random")
                                                      for r in ("0.1", "0.5")])
     with open(tmp_path / "pc" / "curve.csv") as f:
         curve = list(csv.DictReader(f))
     assert {c["n_seeds"] for c in curve} == {"3"}
     with pytest.raises(ValueError, match="other settings.*epochs: 10 -> 12"):
-        run_prune_curve(PruneCurveConfig(**{**config.__dict__, "epochs": 12}))
+        run_prune_curve(PruneCurveConfig(**{**config.__dict__, "epochs": 12}), train=fake_train)
 
 
 def test_equal_steps_epochs():
@@ -111,4 +117,120 @@ def test_cli_end_to_end_tiny(tmp_path):
     with open(out / "curve.csv") as f:
         (row,) = list(csv.DictReader(f))
     assert row["method"] == "cv" and row["n_train"] == "145" and 0 <= float(row["err_mean"]) <= 100
-    assert (out / "runs" / "cv_T0.1_s0" / "last.pt").is_file() and (out / "curve.png").is_file()
+    assert (out / "runs" / "epochs" / "cv_T0.1_s0" / "last.pt").is_file() and (out / "curve.png").is_file()
+
+
+ISSUE_METHODS = ("random", "cv", "cv:ccs", "el2n:ccs", "forgetting:ccs", "aum:ccs")
+
+
+@pytest.fixture(scope="module")
+def recorded_run(tmp_path_factory):
+    """A real 4-epoch digits run with --record-dynamics (every image is seen at least once)."""
+    from kmix.train import TrainConfig, fit
+
+    out = tmp_path_factory.mktemp("recorded") / "run"
+    fit(TrainConfig(data="digits", model="small_cnn", model_kwargs={"width": 4}, epochs=4, batch_size=64, lr=0.05,
+                    out=str(out), quiet=True, tensorboard=False, plot=False, seed=0, record_dynamics=True))
+    return out
+
+
+@pytest.mark.slow
+def test_issue_methods_score_once_each_under_both_budgets(tmp_path, recorded_run):
+    """random, kmix-cv top/CCS, EL2N/forgetting/AUM CCS at two ratios, two seeds, both budgets: each score method
+    runs once (the dynamics ones on the recorded first full-data run), subsets are shared by the budgets, equal
+    steps stretches the epochs, and the markdown table has every cell."""
+    calls = []
+
+    def fake_train(config, run_dir, seed, subset, epochs, record=False):
+        calls.append((run_dir.parent.name, run_dir.name, seed, epochs, record))
+        if record:  # the real run would write its records: stand in with the recorded one
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "dynamics.pt").write_bytes((recorded_run / "dynamics.pt").read_bytes())
+        n = len(json.loads(open(subset).read())["indices"]) if subset else 1437
+        return {"top1_err": 100.0 * (1 - n / 1437) + seed + (epochs > 2), "best_top1_err": 0.0}
+
+    config = PruneCurveConfig(checkpoint=str(recorded_run / "last.pt"), ratios=(0.1, 0.5), methods=ISSUE_METHODS,
+                              seeds=(0, 1), epochs=2, budgets=("epochs", "steps"),
+                              score=ScoreSpec(draws=2, chunk_size=2000), out=str(tmp_path / "pc"))
+    result = run_prune_curve(config, train=fake_train)
+    out = tmp_path / "pc"
+    assert [c for c in calls if c[0] == "full"] == [("full", "seed0", 0, 2, True), ("full", "seed1", 1, 2, False)]
+    assert len(calls) == 2 * (1 + 2 * 6 * 2)
+    steps = {(c[1], c[3]) for c in calls if c[0] == "steps"}
+    assert ("el2n-ccs_T0.1_s0", round(2 * 1437 / 145)) in steps and ("random_T0.5_s1", 4) in steps
+    assert all(c[3] == 2 for c in calls if c[0] == "epochs")
+    for method, path in (("kmix-cv", "scores.csv"), ("el2n", "scores_el2n.csv"), ("forgetting", "scores_forgetting.csv"),
+                         ("aum", "scores_aum.csv")):
+        meta = json.loads((out / f"{path}.json").read_text())
+        assert meta["method"] == method
+    assert json.loads((out / "scores_aum.csv.json").read_text())["run"] == str(out / "runs" / "full" / "seed0")
+    assert len(list((out / "subsets").glob("*.json"))) == 6 * 2 * 2  # methods x ratios x seeds, not x budgets
+    aum = json.loads((out / "subsets" / "aum-ccs_T0.1_s0.json").read_text())
+    assert aum["order"] == "low" and aum["sampling"] == "ccs" and aum["n_selected"] == 145
+    assert aum["ccs"] == {"beta": 0.3, "beta_source": "default", "bins": 50}
+    with open(out / "curve.csv") as f:
+        curve = list(csv.DictReader(f))
+    assert {(c["budget"], c["method"]) for c in curve} == (
+        {("any", "full")} | {(b, m) for b in ("epochs", "steps") for m in ISSUE_METHODS})
+    table = (out / "curve.md").read_text()
+    assert "equal epochs" in table and "equal steps" in table and table.count("| `aum:ccs` | aum (low first) | ccs |") == 2
+    cell = next(c for c in result["curve"] if (c["budget"], c["method"], c["ratio"]) == ("steps", "cv", 0.1))
+    assert f"{cell['err_mean']:.2f} ± {cell['err_std']:.2f}" in table
+    calls.clear()
+    run_prune_curve(config, train=fake_train)
+    assert calls == []
+
+
+def test_markdown_table_cells_and_full_row():
+    from kmix.select.prune_curve import markdown_table
+
+    rows = [{"budget": "epochs", "method": m, "ratio": r, "seed": s, "n_train": n, "top1_err": e}
+            for m, r, n, s, e in [("random", "0.1", 145, 0, 10.0), ("random", "0.1", 145, 1, 12.0),
+                                  ("el2n:ccs", "0.1", 145, 0, 9.0)]]
+    rows += [{"budget": "any", "method": "full", "ratio": "1", "seed": s, "n_train": 1437, "top1_err": e}
+             for s, e in ((0, 2.0), (1, 3.0))]
+    table = markdown_table(aggregate(rows), ("random", "el2n:ccs"), ("epochs",), 10, (0, 1))
+    assert "| method | ranked by | sampling | T=0.1 (n=145) | full (n=1437) |" in table
+    assert f"| `random` | — | — | 11.00 ± {math.sqrt(2):.2f} |  |" in table
+    assert "| `el2n:ccs` | el2n (high first) | ccs | 9.00 ± 0.00 (1 seed) |  |" in table
+    assert f"| all data | — | — |  | 2.50 ± {math.sqrt(0.5):.2f} |" in table
+
+
+def test_config_refuses_what_the_methods_cannot_get(tmp_path):
+    with pytest.raises(ValueError, match="budgets must be one or both of epochs, steps"):
+        PruneCurveConfig(budgets=("time",)).validate()
+    with pytest.raises(ValueError, match="methods must not repeat"):
+        PruneCurveConfig(methods=("cv", "cv")).validate()
+    ckpt = _checkpoint(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match="aum, forgetting read a recorded training run: give --dynamics-run"):
+        PruneCurveConfig(checkpoint=ckpt, full=False, methods=("forgetting:ccs", "aum:ccs")).validate()
+    with pytest.raises(FileNotFoundError, match="has no dynamics.pt"):
+        PruneCurveConfig(dynamics_run=str(tmp_path), methods=("aum",)).validate()
+    with pytest.raises(ValueError, match="dyn-unc with a window of 10 epochs needs a recorded run of more than 10"):
+        PruneCurveConfig(methods=("dyn-unc:ccs",), epochs=10).validate()
+    PruneCurveConfig(methods=("dyn-unc:ccs",), epochs=10, dyn_unc_window=3).validate()
+
+
+@pytest.mark.slow
+def test_cli_issue_methods_end_to_end_on_digits(tmp_path, capsys):
+    """Real runs: the first seed's full-data run is recorded, forgetting/AUM come from it, both budgets."""
+    from kmix.cli.main import main
+
+    out = tmp_path / "pc"
+    rc = main(["prune-curve", "--data", "digits", "--ratios", "0.5", "--methods", "forgetting:ccs,aum:ccs",
+               "--seeds", "0", "--epochs", "3", "--budget", "both", "--model-arg", "width=4", "--draws", "2",
+               "--evals-per-run", "1", "--threads", "1", "--device", "cpu", "--out", str(out), "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| `forgetting:ccs` | forgetting (high first) | ccs |" in printed
+    assert (out / "runs" / "full" / "seed0" / "dynamics.pt").is_file()
+    with open(out / "runs.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert len(runs) == 1 + 2 * 2
+    steps = {r["method"]: int(r["epochs"]) for r in runs if r["budget"] == "steps"}
+    n = json.loads((out / "subsets" / "aum-ccs_T0.5_s0.json").read_text())["n_selected"]
+    assert steps == {"forgetting:ccs": round(3 * 1437 / n), "aum:ccs": round(3 * 1437 / n)}
+    assert all(0 <= float(r["top1_err"]) <= 100 for r in runs)
+    assert (out / "curve.png").stat().st_size > 1000 and (out / "curve.md").is_file()
+    metrics = (out / "runs" / "epochs" / "aum-ccs_T0.5_s0" / "metrics.jsonl").read_text().splitlines()
+    assert ["top1_err" in line for line in metrics] == [False, False, True]  # --evals-per-run 1: the last epoch

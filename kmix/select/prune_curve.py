@@ -1,52 +1,107 @@
-"""The pruning curve (paper Fig. 5a): test error of models trained from scratch on per-class subsets
-chosen by each method, against the kept fraction T, mean +- std over seeds, plus the full-data point.
+"""The pruning curve (paper Fig. 5a, and the data-pruning literature's comparison table): test error of
+models trained from scratch on per-class subsets chosen by each method, against the kept fraction T,
+mean +- std over seeds, plus the full-data point, under an equal-epochs and/or an equal-steps budget.
+
+A method is `BY[:ORDER][:SAMPLING]`: BY is a baseline (random, mc-dropout, k-center) or a score
+column of any registered score method (cv, mean, std of kmix-cv; el2n; grand; entropy; margin;
+forgetting; aum; dyn-unc), ORDER high/low (default: the column's own hard end) and SAMPLING
+top/bottom/interval/ccs (default top), e.g. `cv`, `cv:ccs`, `el2n:ccs`, `aum:ccs`, `mean:low`.
+Every score method needed is run once into `OUT/scores_<method>.csv` (kmix-cv: `OUT/scores.csv`):
+checkpoint methods on the scoring checkpoint (`checkpoint`, else the first seed's full-data
+`last.pt`), training-dynamics methods on one recorded run (`dynamics_run`, else the first seed's
+full-data run, which is then trained with `record_dynamics`).
 
 Every step is resumable: finished training runs are recorded in `runs.csv` and skipped; a run
-interrupted mid-training continues from its last.pt; scoring continues from its chunks.
+interrupted mid-training continues from its last.pt; kmix-cv scoring continues from its chunks; a
+scores file or subset file already written is reused.
 """
 from __future__ import annotations
 
 import csv
 import json
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
-from kmix.io import atomic_write, write_csv_atomic, write_json_atomic
+from kmix.io import atomic_write, write_csv_atomic, write_json_atomic, write_text_atomic
 from kmix.select.score import ScoreConfig, ScoreSpec, run_score
-from kmix.select.subsample import METHODS, ORDERS, SAMPLINGS, SubsampleConfig, run_subsample
+from kmix.select.subsample import BASELINES, CCS_BINS, ORDERS, SAMPLINGS, SubsampleConfig, run_subsample
 
-RUN_COLUMNS = ("method", "ratio", "seed", "n_train", "epochs", "top1_err", "best_top1_err", "wall_s", "subset")
-CURVE_COLUMNS = ("method", "ratio", "n_train", "n_seeds", "err_mean", "err_std", "err_min", "err_max")
+BUDGETS = ("epochs", "steps")  # equal epochs for every run, or as many optimiser steps as a full-data run
+RUN_COLUMNS = ("budget", "method", "ratio", "seed", "n_train", "epochs", "top1_err", "best_top1_err", "wall_s",
+               "subset")
+CURVE_COLUMNS = ("budget", "method", "ratio", "n_train", "n_seeds", "err_mean", "err_std", "err_min", "err_max")
+FULL = "full"  # the method name of the full-data runs; their budget is "any" (the same run serves both)
+
+
+def _score_columns() -> dict[str, str]:
+    """{score column: registered score method}, over every registered method."""
+    from kmix.select.methods import SCORE_METHODS, score_method_names
+
+    return {c: m for m in score_method_names() for c in SCORE_METHODS[m].columns}
 
 
 def parse_method(spec: str) -> tuple[str, str, str]:
-    """'cv' | 'mean:low' | 'cv:high:interval' -> (by, order, sampling); defaults high, top."""
-    parts = spec.split(":")
-    by = parts[0]
-    order = parts[1] if len(parts) > 1 else "high"
-    sampling = parts[2] if len(parts) > 2 else "top"
-    if by not in METHODS or order not in ORDERS or sampling not in SAMPLINGS or len(parts) > 3:
-        raise ValueError(f"bad method {spec!r}: use BY[:ORDER[:SAMPLING]] with BY in {', '.join(METHODS)}, "
-                         f"ORDER in {', '.join(ORDERS)}, SAMPLING in {', '.join(SAMPLINGS)}")
-    return by, order, sampling
+    """'cv' | 'cv:ccs' | 'mean:low' | 'cv:high:interval' -> (by, order, sampling).
+
+    ORDER and SAMPLING may come in either order, each at most once; ORDER defaults to the column's
+    default end (the registry's: high for cv, low for aum and margin), SAMPLING to top."""
+    from kmix.select.methods import column_orders
+
+    by, *rest = spec.split(":")
+    orders = column_orders()
+    order = sampling = None
+    ok = by in BASELINES or by in orders
+    for token in rest:
+        if token in ORDERS and order is None:
+            order = token
+        elif token in SAMPLINGS and sampling is None:
+            sampling = token
+        else:
+            ok = False
+    if not ok:
+        raise ValueError(f"bad method {spec!r}: use BY[:ORDER][:SAMPLING] with BY a baseline "
+                         f"({', '.join(BASELINES)}) or a score column ({', '.join(orders)}), ORDER in "
+                         f"{', '.join(ORDERS)}, SAMPLING in {', '.join(SAMPLINGS)}")
+    return by, order or orders.get(by, "high"), sampling or "top"
+
+
+def score_method_of(spec: str) -> str | None:
+    """The registered score method that writes method `spec`'s column, or None for a baseline."""
+    by = parse_method(spec)[0]
+    return None if by in BASELINES else _score_columns()[by]
+
+
+def scores_path(out: Path, method: str) -> Path:
+    """Where a prune-curve folder keeps `method`'s scores (kmix-cv's keeps its historical name)."""
+    return out / ("scores.csv" if method == "kmix-cv" else f"scores_{method}.csv")
 
 
 @dataclass
 class PruneCurveConfig:
-    """`kmix prune-curve`: subsets by each method at each ratio, one fresh training run per seed."""
+    """`kmix prune-curve`: subsets by each method at each ratio, one fresh training run per seed and budget.
+
+    checkpoint: scoring model of checkpoint methods (None: the first seed's full-data run);
+    dynamics_run: recorded run of training-dynamics methods (None: the first seed's full-data run,
+    trained with record_dynamics); budgets: "epochs" (every run `epochs` epochs) and/or "steps"
+    (a subset run max(epochs, round(epochs * N / n)) epochs: a full-data run's steps); evals_per_run:
+    None = evaluate every epoch, else about this many times per run (the last epoch always);
+    ccs_beta/ccs_bins: CCS options (None: `ccs_default_beta`); dyn_unc_window: Dyn-Unc's J.
+    """
 
     data: str = "digits"
     data_root: str | None = None
-    checkpoint: str | None = None  # scoring model; None: the full-data run of the first seed
+    checkpoint: str | None = None
+    dynamics_run: str | None = None
     ratios: tuple[float, ...] = (0.1, 0.3, 0.5)
     methods: tuple[str, ...] = ("cv", "random")
     seeds: tuple[int, ...] = (0, 1)
     full: bool = True  # also train on all data (the T = 1 point)
     epochs: int = 15
-    equal_steps: bool = False  # subset runs get epochs * N / n_train epochs: as many steps as a full run
+    budgets: tuple[str, ...] = ("epochs",)
     model: str = "small_cnn"
     model_kwargs: dict = field(default_factory=dict)
     mix: str = "dcutmix"
@@ -54,43 +109,95 @@ class PruneCurveConfig:
     alpha: float = 1.0
     batch_size: int = 64
     lr: float = 0.1
+    amp: str = "none"
+    channels_last: bool = False
+    limit_train_batches: int | None = None
+    evals_per_run: int | None = None
     score: ScoreSpec = field(default_factory=ScoreSpec)
+    ccs_beta: float | None = None
+    ccs_bins: int = CCS_BINS
+    dyn_unc_window: int = 10
     out: str = "prune_curve"
     device: str = "cpu"
+    threads: int | None = None
     quiet: bool = True
 
     def validate(self) -> None:
+        """Raise naming the bad field before any work."""
         if not self.ratios or any(not 0 < r <= 1 for r in self.ratios):
             raise ValueError(f"ratios must be in (0, 1], got {list(self.ratios)}")
         if not self.methods:
             raise ValueError("methods is empty")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods must not repeat, got {list(self.methods)}")
         for m in self.methods:
-            parse_method(m)
-            if METHODS[parse_method(m)[0]] == "model" and self.data is None:
+            by = parse_method(m)[0]
+            if BASELINES.get(by) == "model" and self.data is None:
                 raise ValueError(f"method {m} needs --data")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list without repeats, got {list(self.seeds)}")
+        if not self.budgets or len(set(self.budgets)) != len(self.budgets) or set(self.budgets) - set(BUDGETS):
+            raise ValueError(f"budgets must be one or both of {', '.join(BUDGETS)}, got {list(self.budgets)}")
+        if self.evals_per_run is not None and (isinstance(self.evals_per_run, bool) or self.evals_per_run < 1):
+            raise ValueError(f"evals_per_run must be an int >= 1 or None (every epoch), got {self.evals_per_run!r}")
         if self.checkpoint is None and not self.full:
             raise ValueError("without --checkpoint the scoring model is the full-data run: do not disable it")
         if self.checkpoint is not None and not Path(self.checkpoint).is_file():
             raise FileNotFoundError(f"checkpoint not found: {self.checkpoint}")
+        needs = {score_method_of(m) for m in self.methods} - {None}
+        run_methods = sorted(m for m in needs if _needs_run(m))
+        if run_methods and self.dynamics_run is None and not self.full:
+            raise ValueError(f"method(s) {', '.join(run_methods)} read a recorded training run: give --dynamics-run "
+                             "or keep the full-data runs (the first seed's is then recorded)")
+        if self.dynamics_run is not None and not (Path(self.dynamics_run) / "dynamics.pt").is_file():
+            raise FileNotFoundError(f"dynamics run {self.dynamics_run} has no dynamics.pt (train it with "
+                                    "kmix train --record-dynamics)")
+        if "dyn-unc" in needs and self.dynamics_run is None and self.epochs <= self.dyn_unc_window:
+            raise ValueError(f"dyn-unc with a window of {self.dyn_unc_window} epochs needs a recorded run of more "
+                             f"than {self.dyn_unc_window} epochs, but epochs={self.epochs}: lower --dyn-unc-window")
+
+
+def _needs_run(method: str) -> bool:
+    from kmix.select.methods import get_score_method
+
+    return get_score_method(method).needs == "run"
 
 
 # settings that change what a finished run means: a rerun into the same --out must keep them
-RUN_DEFINING = ("data", "checkpoint", "epochs", "equal_steps", "model", "model_kwargs", "mix", "k", "alpha",
-                "batch_size", "lr", "score")
+RUN_DEFINING = ("data", "checkpoint", "dynamics_run", "epochs", "model", "model_kwargs", "mix", "k", "alpha",
+                "batch_size", "lr", "amp", "limit_train_batches", "score", "ccs_beta", "ccs_bins", "dyn_unc_window")
 
 
-def _train(config: PruneCurveConfig, run_dir: Path, seed: int, subset: str | None, epochs: int) -> dict:
+def _defaults() -> dict:
+    """JSON-normalised default of every PruneCurveConfig field (for config.json files that predate a field)."""
+    out = {}
+    for f in fields(PruneCurveConfig):
+        value = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        out[f.name] = asdict(value) if f.name == "score" else value
+    return json.loads(json.dumps(out))
+
+
+def train_run(config: PruneCurveConfig, run_dir: Path, seed: int, subset: str | None, epochs: int,
+              record: bool = False) -> dict:
+    """Train (or resume, or just read back) one run of the curve with the config's recipe; its summary dict.
+
+    `record`: with --record-dynamics (the run that training-dynamics methods read)."""
     from kmix.train import TrainConfig, fit
 
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
+        if record and not (run_dir / "dynamics.pt").is_file():
+            raise ValueError(f"{run_dir} was trained without --record-dynamics (an earlier prune-curve into this "
+                             "--out without training-dynamics methods); choose another --out or pass --dynamics-run")
         return json.loads(summary_path.read_text())
+    every = 1 if config.evals_per_run is None else max(1, math.ceil(epochs / config.evals_per_run))
     return fit(TrainConfig(data=config.data, data_root=config.data_root, subset=subset, model=config.model,
                            model_kwargs=dict(config.model_kwargs), mix=config.mix, k=config.k, alpha=config.alpha,
-                           epochs=epochs, batch_size=config.batch_size, lr=config.lr, seed=seed,
-                           out=str(run_dir), resume=True, device=config.device, tensorboard=False, quiet=True))
+                           epochs=epochs, batch_size=config.batch_size, lr=config.lr, seed=seed, amp=config.amp,
+                           channels_last=config.channels_last, limit_train_batches=config.limit_train_batches,
+                           eval_every=every, threads=config.threads, record_dynamics=record,
+                           out=str(run_dir), resume=True, device=config.device, tensorboard=False, plot=False,
+                           quiet=True))
 
 
 def subset_epochs(epochs: int, n_total: int, n_train: int, equal_steps: bool) -> int:
@@ -101,7 +208,12 @@ def subset_epochs(epochs: int, n_total: int, n_train: int, equal_steps: bool) ->
 def _check_same_settings(path: Path, settings: dict) -> None:
     if path.is_file():
         old = json.loads(path.read_text())
-        diff = [f"{k}: {old.get(k)!r} -> {settings.get(k)!r}" for k in RUN_DEFINING if old.get(k) != settings.get(k)]
+        if old.get("equal_steps"):
+            raise ValueError(f"{path.parent} holds a curve made with --equal-steps by an older kmix (its run folders "
+                             "are not named by budget); choose another --out")
+        defaults = _defaults()
+        diff = [f"{k}: {old.get(k, defaults[k])!r} -> {settings.get(k)!r}" for k in RUN_DEFINING
+                if old.get(k, defaults[k]) != settings.get(k)]
         if diff:
             raise ValueError(f"{path.parent} holds a curve made with other settings ({'; '.join(diff)}); "
                              "choose another --out")
@@ -111,56 +223,106 @@ def _read_runs(path: Path) -> list[dict]:
     if not path.is_file():
         return []
     with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+        rows = list(csv.DictReader(f))
+    for r in rows:  # runs.csv files that predate budgets hold equal-epochs runs
+        r.setdefault("budget", "any" if r["method"] == FULL else "epochs")
+    return rows
 
 
-def _key(method: str, ratio: float, seed: int) -> tuple[str, str, str]:
-    return method, f"{float(ratio):g}", str(int(seed))
+def _key(budget: str, method: str, ratio: float, seed: int) -> tuple[str, str, str, str]:
+    return budget, method, f"{float(ratio):g}", str(int(seed))
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
-    """Per (method, ratio): mean, sample std (ddof=1; 0 for one seed), min and max of top-1 error over seeds."""
-    groups: dict[tuple[str, float], list[dict]] = {}
+    """Per (budget, method, ratio): mean, sample std (ddof=1; 0 for one seed), min and max of top-1 error over seeds."""
+    groups: dict[tuple[str, str, float], list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["method"], float(r["ratio"])), []).append(r)
+        budget = r.get("budget", "any" if r["method"] == FULL else "epochs")
+        groups.setdefault((budget, r["method"], float(r["ratio"])), []).append(r)
     out = []
-    for (method, ratio), rs in sorted(groups.items()):
+    for (budget, method, ratio), rs in sorted(groups.items()):
         errs = np.array([float(r["top1_err"]) for r in rs])
-        out.append({"method": method, "ratio": ratio, "n_train": int(rs[0]["n_train"]), "n_seeds": len(rs),
-                    "err_mean": float(errs.mean()), "err_std": float(errs.std(ddof=1)) if len(errs) > 1 else 0.0,
+        out.append({"budget": budget, "method": method, "ratio": ratio, "n_train": int(rs[0]["n_train"]),
+                    "n_seeds": len(rs), "err_mean": float(errs.mean()),
+                    "err_std": float(errs.std(ddof=1)) if len(errs) > 1 else 0.0,
                     "err_min": float(errs.min()), "err_max": float(errs.max())})
     return out
 
 
-def plot_curve(curve: list[dict], path: Path, title: str) -> None:
-    """Error vs T per method (mean +- std band), the full-data point as a horizontal line."""
+def _budget_title(budget: str, epochs: int) -> str:
+    return (f"equal epochs: every run {epochs} epochs" if budget == "epochs" else
+            f"equal steps: a subset of n images trains max({epochs}, round({epochs} N / n)) epochs")
+
+
+def plot_curve(curve: list[dict], path: Path, title: str, budgets: tuple[str, ...] = ("epochs",),
+               epochs: int | None = None) -> None:
+    """Error vs T per method (mean +- std bars), one panel per budget, the full-data error as a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in sorted({c["method"] for c in curve} - {"full"}):
-        pts = sorted((c for c in curve if c["method"] == method), key=lambda c: c["ratio"])
-        x = np.array([c["ratio"] for c in pts])
-        y = np.array([c["err_mean"] for c in pts])
-        s = np.array([c["err_std"] for c in pts])
-        ax.errorbar(x, y, yerr=s, marker="o", capsize=3, label=method)
-    full = [c for c in curve if c["method"] == "full"]
-    if full:
-        ax.axhline(full[0]["err_mean"], color="k", ls="--", lw=1, label=f"full data ({full[0]['err_mean']:.2f}%)")
-    ax.set_xlabel("kept fraction T per class")
-    ax.set_ylabel("test top-1 error (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, len(budgets), figsize=(6 * len(budgets), 4), squeeze=False)
+    full = [c for c in curve if c["method"] == FULL]
+    for ax, budget in zip(axes[0], budgets):
+        rows = [c for c in curve if c["budget"] == budget]
+        for method in dict.fromkeys(c["method"] for c in rows):
+            pts = sorted((c for c in rows if c["method"] == method), key=lambda c: c["ratio"])
+            ax.errorbar([c["ratio"] for c in pts], [c["err_mean"] for c in pts], yerr=[c["err_std"] for c in pts],
+                        marker="o", capsize=3, label=method)
+        if full:
+            ax.axhline(full[0]["err_mean"], color="k", ls="--", lw=1, label=f"full data ({full[0]['err_mean']:.2f}%)")
+        ax.set_xlabel("kept fraction T per class")
+        ax.set_ylabel("test top-1 error (%)")
+        ax.set_title(f"{title}\n{_budget_title(budget, epochs) if epochs else budget}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=120))
     plt.close(fig)
 
 
-def run_prune_curve(config: PruneCurveConfig) -> dict:
-    """Train full-data and subset runs (skipping finished ones), write runs.csv, curve.csv and curve.png."""
+def markdown_table(curve: list[dict], methods: tuple[str, ...], budgets: tuple[str, ...], epochs: int,
+                   seeds: tuple[int, ...]) -> str:
+    """One markdown table per budget: a row per method (score column, order, sampling), a column per ratio
+    and the full-data column; cells are test top-1 error in %, mean +- std (ddof 1) over the seeds."""
+    full = next((c for c in curve if c["method"] == FULL), None)
+    ratios = sorted({c["ratio"] for c in curve if c["method"] != FULL})
+    n_at = {c["ratio"]: c["n_train"] for c in curve if c["method"] != FULL}
+    cell = {(c["budget"], c["method"], c["ratio"]): c for c in curve}
+
+    def fmt(c):
+        if c is None:
+            return "—"
+        seeds_note = "" if c["n_seeds"] == len(seeds) else f" ({c['n_seeds']} seed{'s' if c['n_seeds'] > 1 else ''})"
+        return f"{c['err_mean']:.2f} ± {c['err_std']:.2f}{seeds_note}"
+
+    lines = []
+    for budget in budgets:
+        lines += [f"**{_budget_title(budget, epochs)}** — test top-1 error (%), mean ± std over seeds "
+                  f"{', '.join(map(str, seeds))}", ""]
+        header = ["method", "ranked by", "sampling"] + [f"T={r:g} (n={n_at[r]})" for r in ratios]
+        if full is not None:
+            header.append(f"full (n={full['n_train']})")
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+        for m in methods:
+            by, order, sampling = parse_method(m)
+            unranked = by in ("random", "k-center")
+            row = [f"`{m}`", "—" if unranked else f"{by} ({order} first)", "—" if unranked else sampling]
+            row += [fmt(cell.get((budget, m, r))) for r in ratios] + ([""] if full is not None else [])
+            lines.append("| " + " | ".join(row) + " |")
+        if full is not None:
+            lines.append("| all data | — | — | " + " | ".join([""] * len(ratios) + [fmt(full)]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run_prune_curve(config: PruneCurveConfig, *, train=train_run) -> dict:
+    """Train full-data and subset runs (skipping finished ones), score once per score method, write runs.csv,
+    curve.csv, curve.png and curve.md.
+
+    `train(config, run_dir, seed, subset, epochs, record=...) -> summary` trains one run (default
+    `train_run`); another callable can stand in for it (a scheduler that submits jobs, or a test)."""
     from tqdm import tqdm
 
     config.validate()
@@ -171,61 +333,81 @@ def run_prune_curve(config: PruneCurveConfig) -> dict:
     write_json_atomic(out / "config.json", settings)
     runs_path = out / "runs.csv"
     rows = _read_runs(runs_path)
-    done = {_key(r["method"], float(r["ratio"]), int(r["seed"])) for r in rows}
+    done = {_key(r["budget"], r["method"], float(r["ratio"]), int(r["seed"])) for r in rows}
     t0 = time.perf_counter()
 
-    def record(method, ratio, seed, n_train, epochs, summary, subset, wall):
-        rows.append({"method": method, "ratio": f"{float(ratio):g}", "seed": seed, "n_train": n_train, "epochs": epochs,
-                     "top1_err": summary["top1_err"], "best_top1_err": summary.get("best_top1_err"),
-                     "wall_s": round(wall, 2), "subset": subset or ""})
+    def record(budget, method, ratio, seed, n_train, epochs, summary, subset, wall):
+        rows.append({"budget": budget, "method": method, "ratio": f"{float(ratio):g}", "seed": seed,
+                     "n_train": n_train, "epochs": epochs, "top1_err": summary["top1_err"],
+                     "best_top1_err": summary.get("best_top1_err"), "wall_s": round(wall, 2), "subset": subset or ""})
         write_csv_atomic(runs_path, RUN_COLUMNS, [[r.get(c, "") for c in RUN_COLUMNS] for r in rows])
+
+    score_methods = list(dict.fromkeys(s for s in map(score_method_of, config.methods) if s is not None))
+    record_full = config.dynamics_run is None and any(_needs_run(m) for m in score_methods)
+    first_full = out / "runs" / FULL / f"seed{config.seeds[0]}"
+    checkpoint = config.checkpoint or str(first_full / "last.pt")
+    dynamics_run = config.dynamics_run or str(first_full)
+
+    def ensure_scores(method: str) -> None:
+        path = scores_path(out, method)
+        if path.is_file():
+            return
+        common = dict(data=config.data, data_root=config.data_root, out=str(path), method=method,
+                      device=config.device, quiet=config.quiet, rank=0, world_size=1)
+        if _needs_run(method):
+            run_score(ScoreConfig(run_dir=dynamics_run, dyn_unc_window=config.dyn_unc_window, **common))
+        else:
+            run_score(ScoreConfig(checkpoint=checkpoint, spec=config.score, **common))
 
     jobs = []  # seed-major: a complete one-seed curve exists before the second seed starts
     for s in config.seeds:
-        jobs += [("full", 1.0, s)] if config.full else []
-        jobs += [(m, r, s) for m in config.methods for r in config.ratios]
+        jobs += [("any", FULL, 1.0, s)] if config.full else []
+        jobs += [(b, m, r, s) for b in config.budgets for m in config.methods for r in config.ratios]
     bar = tqdm(total=len(jobs), disable=config.quiet, desc="prune-curve", unit="run")
-    checkpoint = config.checkpoint
-    scores_path = out / "scores.csv"
-    for method, ratio, seed in jobs:
-        if method != "full" and checkpoint is None:
-            checkpoint = str(out / "runs" / "full" / f"seed{config.seeds[0]}" / "last.pt")
-        if method != "full" and METHODS[parse_method(method)[0]] == "scores" and not scores_path.is_file():
-            run_score(ScoreConfig(checkpoint=checkpoint, data=config.data, data_root=config.data_root,
-                                  out=str(scores_path), spec=config.score, device=config.device, quiet=config.quiet,
-                                  rank=0, world_size=1))
-        if _key(method, ratio, seed) in done:
+    for budget, method, ratio, seed in jobs:
+        if _key(budget, method, ratio, seed) in done:
             bar.update()
             continue
         started = time.perf_counter()
-        if method == "full":
-            run_dir = out / "runs" / "full" / f"seed{seed}"
+        if method == FULL:
+            run_dir = out / "runs" / FULL / f"seed{seed}"
             subset, n_train, epochs = None, None, config.epochs
-            summary = _train(config, run_dir, seed, None, epochs)
+            summary = train(config, run_dir, seed, None, epochs, record=record_full and seed == config.seeds[0])
         else:
             by, order, sampling = parse_method(method)
+            name = score_method_of(method)
+            if name is not None:
+                ensure_scores(name)
             tag = f"{method.replace(':', '-')}_T{float(ratio):g}_s{seed}"
-            subset = str(out / "subsets" / f"{tag}.json")
-            chosen = run_subsample(SubsampleConfig(
-                ratio=float(ratio), out=subset, by=by, order=order, sampling=sampling, seed=seed,
-                scores=str(scores_path) if METHODS[by] == "scores" else None,
-                checkpoint=checkpoint if METHODS[by] == "model" else None,
-                data=config.data, data_root=config.data_root, device=config.device, quiet=True))
+            subset = str(out / "subsets" / f"{tag}.json")  # the same subset serves every budget
+            if Path(subset).is_file():
+                chosen = json.loads(Path(subset).read_text())
+            else:
+                chosen = run_subsample(SubsampleConfig(
+                    ratio=float(ratio), out=subset, by=by, order=order, sampling=sampling, seed=seed,
+                    scores=str(scores_path(out, name)) if name is not None else None,
+                    checkpoint=checkpoint if BASELINES.get(by) == "model" else None,
+                    ccs_beta=config.ccs_beta, ccs_bins=config.ccs_bins,
+                    data=config.data, data_root=config.data_root, device=config.device, quiet=True))
             n_train = chosen["n_selected"]
-            epochs = subset_epochs(config.epochs, chosen["n_total"], n_train, config.equal_steps)
-            summary = _train(config, out / "runs" / tag, seed, subset, epochs)
+            epochs = subset_epochs(config.epochs, chosen["n_total"], n_train, budget == "steps")
+            summary = train(config, out / "runs" / budget / tag, seed, subset, epochs)
         if n_train is None:
             from kmix.data.registry import build_dataset
 
             n_train = len(build_dataset(config.data, root=config.data_root, train=True)[0])
-        record(method, ratio, seed, n_train, epochs, summary, subset, time.perf_counter() - started)
-        done.add(_key(method, ratio, seed))
+        record(budget, method, ratio, seed, n_train, epochs, summary, subset, time.perf_counter() - started)
+        done.add(_key(budget, method, ratio, seed))
         bar.update()
     bar.close()
-    curve = aggregate([r for r in rows if r["method"] == "full" or
-                       (r["method"] in config.methods and float(r["ratio"]) in {float(x) for x in config.ratios})])
+    ratios = {f"{float(x):g}" for x in config.ratios}
+    curve = aggregate([r for r in rows if r["method"] == FULL or (
+        r["budget"] in config.budgets and r["method"] in config.methods and f"{float(r['ratio']):g}" in ratios)])
     write_csv_atomic(out / "curve.csv", CURVE_COLUMNS,
                      [[c[k] if not isinstance(c[k], float) else round(c[k], 4) for k in CURVE_COLUMNS] for c in curve])
-    budget = f"{config.epochs} epochs" + (" x N/n (equal steps)" if config.equal_steps else "")
-    plot_curve(curve, out / "curve.png", f"{config.data} / {config.model}, {budget}, {len(config.seeds)} seed(s)")
-    return {"out": str(out), "curve": curve, "runs": len(rows), "wall_s": round(time.perf_counter() - t0, 1)}
+    title = f"{config.data} / {config.model} / mix {config.mix}, {len(config.seeds)} seed(s)"
+    plot_curve(curve, out / "curve.png", title, config.budgets, config.epochs)
+    table = markdown_table(curve, config.methods, config.budgets, config.epochs, config.seeds)
+    write_text_atomic(out / "curve.md", f"# {title}\n\n{table}")
+    return {"out": str(out), "curve": curve, "table": table, "runs": len(rows),
+            "wall_s": round(time.perf_counter() - t0, 1)}
