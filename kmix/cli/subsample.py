@@ -15,15 +15,17 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
 
     p = sub.add_parser(name, help="choose a per-class training subset from scores (or a baseline)",
                        description="Per class keep n_c = max(1, floor(T*N_c + 0.5)) images, chosen by a column of "
-                                   "a kmix score file (any method: cv, mean, std, el2n, grand, entropy, margin, ...) "
+                                   "a kmix score file (any method: cv, mean, std, el2n, grand, entropy, margin, "
+                                   "forgetting, aum, dyn-unc, ...) "
                                    "or mc-dropout entropy, ranked and sampled top, bottom, evenly spaced or by "
                                    "coverage-centric strata (CCS); or random, or a k-center coreset of penultimate "
                                    "features. Writes {\"indices\": [...], ...} for kmix train --subset.")
     p.add_argument("--scores", default=None, help="scores file from kmix score (needed to rank by one of its columns)")
     p.add_argument("--ratio", type=float, required=True, help="fraction T in (0, 1] kept per class")
     p.add_argument("--by", default="cv",
-                   help=f"a score column of --scores (kmix-cv: cv, mean, std; el2n; grand; entropy; margin; any "
-                        f"other numeric column) or a method without scores: {', '.join(BASELINES)} (default: cv)")
+                   help=f"a score column of --scores (kmix-cv: cv, mean, std; el2n; grand; entropy; margin; "
+                        f"forgetting; aum; dyn-unc; any other numeric column) or a method without scores: "
+                        f"{', '.join(BASELINES)} (default: cv)")
     p.add_argument("--order", default=None, choices=ORDERS,
                    help="high: largest scores first, low: smallest first (default: the column's own hard/important "
                         f"end from the scores file: high for {firsts['high']} and mc-dropout, low for "
