@@ -50,11 +50,13 @@ def test_dynamics_from_logits_by_hand():
 
 
 @pytest.mark.parametrize("mix, mode", [("none", "train"), ("dcutmix", "eval")])
-def test_records_are_the_forward_pass_of_the_first_step_at_its_indices(tmp_path, mix, mode):
+def test_records_are_the_forward_pass_of_the_first_step_at_its_indices(tmp_path, mix, mode, device):
     """Step 1's records equal a forward pass of the initial model on the unmixed first batch: the training
-    pass itself (train mode) without a mixer, an eval-mode pass with one; written at the batch's indices."""
+    pass itself (train mode) without a mixer, an eval-mode pass with one; written at the batch's indices.
+    On CUDA the records are made on the device and compared with the CPU forward pass."""
     kwargs = {"width": 4, "dropout": 0.0}  # no dropout: train-mode logits without the loop's RNG stream
-    config = tiny(tmp_path / "run", mix=mix, augment=False, epochs=1, limit_train_batches=2, model_kwargs=kwargs)
+    config = tiny(tmp_path / "run", mix=mix, augment=False, epochs=1, limit_train_batches=2, model_kwargs=kwargs,
+                  device=device)
     fit(config)
     rec = records(tmp_path / "run")
     train_set, info = build_dataset("digits", train=True, augment=False)
@@ -71,9 +73,11 @@ def test_records_are_the_forward_pass_of_the_first_step_at_its_indices(tmp_path,
     x = torch.stack([train_set[i][0] for i in first.tolist()])
     with torch.no_grad():
         loss, margin, correct = dynamics_from_logits(model(x), torch.tensor(train_set.targets)[first])
-    torch.testing.assert_close(rec["loss"][0, first].float(), loss, rtol=2e-3, atol=2e-3)
-    torch.testing.assert_close(rec["margin"][0, first].float(), margin, rtol=2e-3, atol=2e-3)
-    assert torch.equal(rec["correct"][0, first], correct)
+    tol = 2e-3 if device == "cpu" else 1e-2  # float16 records; TF32 convolutions on CUDA
+    torch.testing.assert_close(rec["loss"][0, first].float(), loss, rtol=tol, atol=tol)
+    torch.testing.assert_close(rec["margin"][0, first].float(), margin, rtol=tol, atol=tol)
+    clear = margin.abs() > tol  # a margin within rounding of 0 may flip on another device
+    assert torch.equal(rec["correct"][0, first][clear], correct[clear])
     assert rec["epochs"] == 1 and ("eval mode" in rec["source"]) == (mode == "eval")
 
 
