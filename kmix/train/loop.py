@@ -344,17 +344,18 @@ class _Run:
         rec = self.dynamics
         if rec is not None:
             rec.begin_epoch(self.epoch)
+        # records come from the training pass itself when it sees the plain batch, else from an extra pass
+        from_training_pass = rec is not None and self.mixer is None
         for x, y, index in self._batches():
-            if rec is not None and self.mixer is not None:
+            if rec is not None and not from_training_pass:
                 rec.record(index, self._clean_logits(x), y)  # before the step: the weights the step sees
             x, target = self._mix(x, y)
-            loss = train_step(self.ddp, x, target, criterion=self.criterion, optimizer=self.optimizer,
-                              scaler=self.scaler, scheduler=self.scheduler, amp=cfg.amp,
-                              aux_weight=cfg.auxiliary_weight, grad_clip=cfg.grad_clip,
-                              keep_logits=rec is not None and self.mixer is None)
-            if rec is not None and self.mixer is None:
-                loss, logits = loss
-                rec.record(index, logits, y)
+            out = train_step(self.ddp, x, target, criterion=self.criterion, optimizer=self.optimizer,
+                             scaler=self.scaler, scheduler=self.scheduler, amp=cfg.amp,
+                             aux_weight=cfg.auxiliary_weight, grad_clip=cfg.grad_clip, keep_logits=from_training_pass)
+            loss = out[0] if from_training_pass else out
+            if from_training_pass:
+                rec.record(index, out[1], y)
             self.pending.append(loss)
             self.global_step += 1
             self.step_in_epoch += 1
