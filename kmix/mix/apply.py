@@ -7,16 +7,39 @@ gather moves the pixels. Label weights are the exact pixel counts of each slot.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
+import torch.nn.functional as F
+
+
+@lru_cache(maxsize=64)
+def _arange(n: int, device: torch.device) -> torch.Tensor:
+    """Cached arange(n) (never written to)."""
+    return torch.arange(n, device=device)
+
+
+@lru_cache(maxsize=64)
+def _levels(k: int, device: torch.device) -> torch.Tensor:
+    """Cached (K, 1) column 0..K-1 (never written to)."""
+    return torch.arange(k, device=device).view(k, 1)
 
 
 def _row_col_depth(boxes: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """How many nested boxes span each row (n, H) and each column (n, W)."""
-    ys = torch.arange(height, device=boxes.device)
-    xs = torch.arange(width, device=boxes.device)
-    y0, x0, y1, x1 = boxes.unbind(-1)  # each (n, K-1)
-    row_depth = ((ys[None, :, None] >= y0[:, None, :]) & (ys[None, :, None] < y1[:, None, :])).sum(-1)
-    col_depth = ((xs[None, :, None] >= x0[:, None, :]) & (xs[None, :, None] < x1[:, None, :])).sum(-1)
+    """How many nested boxes span each row (n, H) and each column (n, W).
+
+    depth(p) = #{k: start_k <= p} - #{k: end_k <= p}, for rows and columns at once: one comparison
+    of the (n, K-1, 2, 2) box corners with the positions 0..max(H, W)-1, one sum over the boxes.
+    """
+    n, km1, _ = boxes.shape
+    size = max(height, width)
+    counts = (boxes.view(n, km1, 2, 2, 1) <= _arange(size, boxes.device)).sum(1)  # (n, start/end, y/x, size)
+    starts, ends = counts.unbind(1)
+    row_depth, col_depth = (starts - ends).unbind(1)
+    if height < size:
+        row_depth = row_depth[:, :height]
+    if width < size:
+        col_depth = col_depth[:, :width]
     return row_depth, col_depth
 
 
@@ -34,20 +57,19 @@ def source_map(index: torch.Tensor, boxes: torch.Tensor, height: int, width: int
     """
     n, k = index.shape
     row_depth, col_depth = _row_col_depth(boxes, height, width)
-    levels = torch.arange(k, device=boxes.device)
-    slot_table = torch.minimum(levels[None, :, None], col_depth[:, None, :])  # (n, K, W)
-    src_table = index.gather(1, slot_table.reshape(n, -1)).reshape(n, k, width)
-    return src_table.gather(1, row_depth[:, :, None].expand(n, height, width))
+    slot_table = torch.minimum(_levels(k, boxes.device), col_depth.unsqueeze(1))  # (n, K, W)
+    src_table = index.gather(1, slot_table.view(n, k * width)).view(n, k, width)
+    return src_table.gather(1, row_depth.unsqueeze(2).expand(n, height, width))
 
 
 def slot_weights(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Exact pixel fraction of each slot (n, K), float64: area(box_{k-1}) - area(box_k), box_0 = image."""
-    n = boxes.shape[0]
-    area = ((boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])).to(torch.float64)
-    full = torch.full((n, 1), float(height * width), dtype=torch.float64, device=boxes.device)
-    outer = torch.cat([full, area], dim=1)
-    inner = torch.cat([area, torch.zeros(n, 1, dtype=torch.float64, device=boxes.device)], dim=1)
-    return (outer - inner) / (height * width)
+    n, km1, _ = boxes.shape
+    starts, ends = boxes.view(n, km1, 2, 2).unbind(2)
+    neg_area = F.pad((ends - starts).prod(-1).to(torch.float64).neg_(), (1, 1))  # (n, K+1): 0, -areas, 0
+    neg_area[:, 0] = -float(height * width)
+    # (-area_k) - (-area_{k-1}): exact integers, +0 for an empty slot
+    return torch.diff(neg_area, dim=1) / (height * width)
 
 
 def gather_pixels(pool: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
@@ -64,19 +86,22 @@ def gather_pixels(pool: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
 
 
 def apply_cutmix(pool: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor,
-                 mask: torch.Tensor | None = None):
+                 mask: torch.Tensor | None = None, weights: torch.Tensor | None = None):
     """Composite `pool[index[:, k]]` in nested boxes.
 
     Returns (mixed (n, C, H, W), weights (n, K)) — or (mixed, weights, mixed_mask) when a mask
-    (M, H, W) aligned with `pool` is given; the mask is mixed with the same source map.
+    (M, H, W) aligned with `pool` is given; the mask is mixed with the same source map. `weights`,
+    when given, are the slot weights already known (`MixParams.weights`), else `slot_weights(boxes)`.
     """
     h, w = pool.shape[-2:]
+    if weights is None:
+        weights = slot_weights(boxes, h, w)
     src = source_map(index.to(pool.device), boxes.to(pool.device), h, w)
     mixed = gather_pixels(pool, src)
-    weights = slot_weights(boxes, h, w).to(pool.device)
+    weights = weights.to(pool.device)
     if mask is None:
         return mixed, weights
-    mixed_mask = torch.gather(mask.reshape(mask.shape[0], h * w), 0, src.reshape(-1, h * w)).reshape(-1, h, w)
+    mixed_mask = torch.gather(mask.reshape(mask.shape[0], h * w), 0, src.view(-1, h * w)).view(-1, h, w)
     return mixed, weights, mixed_mask
 
 
@@ -88,14 +113,18 @@ def apply_mixup(pool: torch.Tensor, index: torch.Tensor, phi: torch.Tensor) -> t
     """
     index = index.to(pool.device)
     work_dtype = pool.dtype if pool.is_floating_point() else torch.float32
-    weights = phi.to(device=pool.device, dtype=work_dtype)
+    weights = phi.to(device=pool.device, dtype=work_dtype).unsqueeze(-1).unbind(1)  # K x (n, 1)
     channels_last = pool.is_contiguous(memory_format=torch.channels_last) and not pool.is_contiguous()
     view = pool.permute(0, 2, 3, 1) if channels_last else pool  # a contiguous view either way
     flat = view.reshape(pool.shape[0], -1)
+    convert = flat.dtype != work_dtype
     # advanced indexing, not index_select: the latter is ~20x slower for long rows on CPU (torch 2.14)
-    out = flat[index[:, 0]].to(work_dtype).mul_(weights[:, 0, None])
-    for k in range(1, index.shape[1]):
-        out.addcmul_(flat[index[:, k]].to(work_dtype), weights[:, k, None])
+    rows = index.unbind(1)
+    out = flat[rows[0]]
+    out = (out.to(work_dtype) if convert else out).mul_(weights[0])
+    for k in range(1, len(rows)):
+        term = flat[rows[k]]
+        out.addcmul_(term.to(work_dtype) if convert else term, weights[k])
     if not pool.is_floating_point():
         info = torch.iinfo(pool.dtype)
         out = out.round_().clamp_(info.min, info.max).to(pool.dtype)
@@ -112,8 +141,10 @@ def mix_labels(targets: torch.Tensor, index: torch.Tensor, weights: torch.Tensor
     """
     index = index.to(targets.device)
     weights = weights.to(device=targets.device, dtype=torch.float64)
-    terms = targets[index].double().mul_(weights[:, :, None])  # (n, K, num_classes)
-    out = terms[:, 0].clone()
-    for k in range(1, terms.shape[1]):
-        out.add_(terms[:, k])
+    n, k = index.shape
+    terms = targets.index_select(0, index.reshape(-1)).view(n, k, -1).double()  # (n, K, num_classes)
+    terms = terms.mul_(weights.unsqueeze(-1)).unbind(1)
+    out = terms[0] + terms[1] if k > 1 else terms[0].clone()
+    for term in terms[2:]:
+        out.add_(term)
     return out.to(targets.dtype)

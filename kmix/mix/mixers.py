@@ -13,7 +13,7 @@ import torch.nn as nn
 from kmix.mix.apply import apply_cutmix, apply_mixup, mix_labels
 from kmix.mix.params import MixParams
 from kmix.mix.saliency import saliency_peaks
-from kmix.mix.sampling import box_sizes, place_boxes, sample_boxes, sample_dirichlet, sample_partners
+from kmix.mix.sampling import sample_packed
 from kmix.mix.targets import check_batch, soft_targets
 
 
@@ -59,6 +59,7 @@ class KImageMix(nn.Module):
         self.p = float(p)
         self.label_smoothing = float(label_smoothing)
         self.generator = generator
+        self._concentrations: dict = {}  # (n, device) -> (alpha it was built from, (n, K) float64)
 
     def extra_repr(self) -> str:
         alpha = self.alpha.tolist()
@@ -68,15 +69,29 @@ class KImageMix(nn.Module):
 
     # --- sampling -----------------------------------------------------------------------------
     def sample_params(self, x: torch.Tensor) -> MixParams:
-        """Draw proportions, partners and (for CutMix-style mixers) boxes for the batch x."""
-        n, _, h, w = x.shape
-        phi = sample_dirichlet(n, self.alpha, self.generator)
-        index = sample_partners(n, self.k, self.generator)
-        boxes = self._sample_boxes(x, phi, index, h, w) if self.uses_boxes else None
-        return MixParams(phi=phi, index=index, boxes=boxes)
+        """Draw proportions, partners and (for CutMix-style mixers) boxes for the batch x.
 
-    def _sample_boxes(self, x, phi, index, h, w):
-        return sample_boxes(phi, h, w, self.generator)
+        The same draws as `sample_dirichlet`, `sample_partners` and `sample_boxes` in turn, packed
+        into one tensor (`MixParams.packed`) so that `apply` moves them to x's device in one copy.
+        """
+        n, _, h, w = x.shape
+        device = self.generator.device if self.generator is not None else torch.device("cpu")
+        return sample_packed(n, self.k, self._concentration(n, device), self.generator,
+                             size=(h, w) if self.uses_boxes else None, centers_of=self._centers_of(x))
+
+    def _concentration(self, n: int, device: torch.device) -> torch.Tensor:
+        """The Dirichlet concentration alpha expanded to (n, K), cached per batch size and device."""
+        cached = self._concentrations.get((n, device))
+        if cached is None or cached[0] is not self.alpha:
+            if len(self._concentrations) >= 8:
+                self._concentrations.clear()
+            conc = self.alpha.to(device=device, dtype=torch.float64).reshape(1, -1).expand(n, -1).contiguous()
+            cached = self._concentrations[(n, device)] = (self.alpha, conc)
+        return cached[1]
+
+    def _centers_of(self, x: torch.Tensor):
+        """None (boxes placed uniformly), or a function index (n, K) -> (n, K-1, 2) box centres."""
+        return None
 
     def _coin(self) -> bool:
         if self.p >= 1.0:
@@ -92,12 +107,12 @@ class KImageMix(nn.Module):
 
         The parameters may live on any device (CPU-sampled ones are copied to x's device once).
         """
-        index = params.index.to(x.device)
+        params = params.to(x.device)
         if params.boxes is None:
-            mixed = apply_mixup(x, index, params.phi)
-            return mixed, mix_labels(targets, index, params.phi)
-        out = apply_cutmix(x, index, params.boxes.to(x.device), mask=mask)
-        return (out[0], mix_labels(targets, index, out[1])) + tuple(out[2:])
+            mixed = apply_mixup(x, params.index, params.phi)
+            return mixed, mix_labels(targets, params.index, params.phi)
+        out = apply_cutmix(x, params.index, params.boxes, mask=mask, weights=params.weights)
+        return (out[0], mix_labels(targets, params.index, out[1])) + tuple(out[2:])
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None, *,
                 check_labels: bool = True):
@@ -126,7 +141,7 @@ class SaliencyDCutMix(KImageMix):
     """DCutMix whose box k is centred on the saliency peak of the image pasted into it (clamped into
     its parent box), as SaliencyMix does for K=2."""
 
-    def _sample_boxes(self, x, phi, index, h, w):
-        peaks = saliency_peaks(x).to(index.device)  # (n, 2), once per batch image
-        centers = peaks[index[:, 1:]]  # (n, K-1, 2): peak of the image filling box k
-        return place_boxes(box_sizes(phi, h, w), h, w, uniform=None, centers=centers)
+    def _centers_of(self, x: torch.Tensor):
+        device = self.generator.device if self.generator is not None else torch.device("cpu")
+        peaks = saliency_peaks(x).to(device)  # (n, 2), once per batch image
+        return lambda index: peaks[index[:, 1:]]  # (n, K-1, 2): peak of the image filling box k

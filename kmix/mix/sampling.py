@@ -2,14 +2,39 @@
 
 Every function takes an optional `torch.Generator` and draws on the generator's device (CPU by
 default); the results are tiny (N x K) and are moved to the batch's device by the caller.
+
+The mixers call `sample_packed`, which draws exactly what the public functions below draw, in the
+same order (Dirichlet, partner permutations, partner shifts, box positions), but writes everything
+into one int64 tensor (index, phi and the slot weights as float64 bit patterns, boxes), so that
+moving the parameters to the batch's device is one copy. The box arithmetic runs on one float64
+(n, K+1, 2) table of nested sides (row 0 the image, row K an empty box), in as few torch ops as
+possible: on a tiny batch the cost of a call is the number of ops, not their size.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
+
+from kmix.mix.params import MixParams, pack_views, packed_width
 
 
 def _device_of(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
+
+
+@lru_cache(maxsize=64)
+def _arange(n: int, device: torch.device) -> torch.Tensor:
+    """Cached arange(n) (never written to)."""
+    return torch.arange(n, device=device)
+
+
+@lru_cache(maxsize=64)
+def _side_template(height: int, width: int, k: int, device: torch.device) -> torch.Tensor:
+    """(K+1, 2) float64: row 0 the image sides, rows 1..K zero (cached, never written to)."""
+    t = torch.zeros(k + 1, 2, dtype=torch.float64, device=device)
+    t[0, 0], t[0, 1] = float(height), float(width)
+    return t
 
 
 def sample_dirichlet(n: int, alpha: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -18,9 +43,28 @@ def sample_dirichlet(n: int, alpha: torch.Tensor, generator: torch.Generator | N
     Uses torch's own Dirichlet kernel (`torch._sample_dirichlet`, the one behind
     torch.distributions.Dirichlet), which, unlike `Dirichlet.sample`, takes a generator. float64:
     with small alpha many proportions lie within 1e-7 of 1, where float32 would round them to 1.
+    `alpha` is (K,), or the (n, K) contiguous float64 concentration on the generator's device
+    (what the mixers cache, to skip rebuilding it on every call).
     """
-    concentration = alpha.to(device=_device_of(generator), dtype=torch.float64).reshape(1, -1).expand(n, -1)
-    return torch._sample_dirichlet(concentration.contiguous(), generator=generator)
+    device = _device_of(generator)
+    if alpha.dim() == 2 and alpha.dtype == torch.float64 and alpha.device == device and alpha.is_contiguous():
+        concentration = alpha
+    else:
+        concentration = alpha.to(device=device, dtype=torch.float64).reshape(1, -1).expand(n, -1).contiguous()
+    return torch._sample_dirichlet(concentration, generator=generator)
+
+
+def _fill_partners(out: torch.Tensor, generator: torch.Generator | None) -> None:
+    """Write partner indices into `out` (n, K), any strides: see `sample_partners`."""
+    n, k = out.shape
+    device = _device_of(generator)
+    perms = torch.rand(k - 1, n, device=device, generator=generator).argsort(dim=1)  # (K-1, n)
+    shift = torch.randint(1, n, (k - 1, 1), device=device, generator=generator)
+    ar = _arange(n, device)
+    partners = perms.gather(1, (ar + shift).remainder_(n))
+    cols = out.T  # (K, n) view
+    cols[0] = ar
+    cols[1:].scatter_(1, perms, partners)  # cols[j, perm[i]] = perm[i + s]
 
 
 def sample_partners(n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -29,12 +73,16 @@ def sample_partners(n: int, k: int, generator: torch.Generator | None = None) ->
     Each partner column is a random permutation of the batch without fixed points (a random
     permutation composed with a random non-zero cyclic shift), so a partner is never the anchor.
     """
-    device = _device_of(generator)
-    perms = torch.rand(k - 1, n, device=device, generator=generator).argsort(dim=1)  # (K-1, n)
-    shift = torch.randint(1, n, (k - 1, 1), device=device, generator=generator)
-    partners = perms.gather(1, (torch.arange(n, device=device) + shift) % n)
-    columns = torch.empty_like(perms).scatter_(1, perms, partners)  # columns[j, perm[i]] = perm[i + s]
-    return torch.cat([torch.arange(n, device=device)[None], columns]).T.contiguous()
+    out = torch.empty(n, k, dtype=torch.long, device=_device_of(generator))
+    _fill_partners(out, generator)
+    return out
+
+
+def _side_scales(phi: torch.Tensor) -> torch.Tensor:
+    """sqrt(1 - v_k) (n, K) from stick-breaking fractions v; column K-1 is not used."""
+    remaining = torch.cumsum(phi, dim=1).neg_().add_(1.0).add_(phi)  # 1 - sum_{j<k} phi_j = prod_{j<k}(1 - v_j)
+    v = phi / remaining.clamp_min_(1e-12)
+    return v.clamp_(0.0, 1.0).neg_().add_(1.0).sqrt_()
 
 
 def stick_breaking(phi: torch.Tensor) -> torch.Tensor:
@@ -44,16 +92,67 @@ def stick_breaking(phi: torch.Tensor) -> torch.Tensor:
     return v.clamp(0.0, 1.0)
 
 
+def _side_table(phi: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Nested box sides (n, K+1, 2) float64 (exact integers): row 0 the image, rows 1..K-1 the boxes,
+    row K zero. side_k = round(side_{k-1} * sqrt(1 - v_k)), rounded from the rounded parent side.
+
+    (No min with the parent is needed: the scale is in [0, 1], so the rounded product never
+    exceeds the integer parent side.)
+    """
+    phi = phi.to(torch.float64)
+    n, k = phi.shape
+    scales = _side_scales(phi).unsqueeze(-1).unbind(1)  # K x (n, 1)
+    table = torch.empty(n, k + 1, 2, dtype=torch.float64, device=phi.device)
+    table.copy_(_side_template(height, width, k, phi.device))
+    rows = table.unbind(1)
+    for j in range(1, k):  # sequential: each side is rounded from the rounded parent side
+        torch.mul(rows[j - 1], scales[j - 1], out=rows[j]).round_()
+    return table
+
+
 def box_sizes(phi: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Nested box sizes (n, K-1, 2) as (h, w): side_k = round(side_{k-1} * sqrt(1 - v_k))."""
-    scale = torch.sqrt(1.0 - stick_breaking(phi.to(torch.float64)))  # (n, K-1)
-    n, km1 = scale.shape
-    sizes = torch.empty(n, km1, 2, dtype=torch.float64, device=phi.device)
-    side = torch.tensor([float(height), float(width)], dtype=torch.float64, device=phi.device).expand(n, 2)
-    for k in range(km1):  # sequential: each side is rounded from the rounded parent side
-        side = torch.minimum(torch.round(side * scale[:, k, None]), side)
-        sizes[:, k] = side
-    return sizes.long()
+    k = phi.shape[1]
+    return _side_table(phi, height, width)[:, 1:k].long()
+
+
+def _slot_weights_from_table(table: torch.Tensor, height: int, width: int, out: torch.Tensor | None = None):
+    """Exact pixel fraction of each slot (n, K) float64 from the side table: the same values (bit for
+    bit) as `slot_weights(boxes)`: (area_{k-1} - area_k) / (H * W), the difference taken as
+    (-area_k) - (-area_{k-1}) (exact integers, +0 for an empty slot), then the same one division."""
+    return torch.div(torch.diff(table.prod(-1).neg_(), dim=1), height * width, out=out)
+
+
+def _uniform_tops(table: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+    """Top-left corners (n, K-1, 2) float64 of boxes placed uniformly inside their parents."""
+    k = table.shape[1] - 1
+    slack = torch.diff(table[:, :k].neg(), dim=1)  # parent - size: the room to move
+    room = slack.add(1.0)
+    if uniform.dtype != torch.float64:  # computed in the uniform's dtype, as the product always was
+        room = room.to(uniform.dtype)
+    offsets = torch.minimum(room.mul_(uniform).floor_(), slack)
+    return offsets.cumsum_(dim=1)
+
+
+def _centred_tops(table: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Top-left corners (n, K-1, 2) float64 of boxes centred on `centers`, clamped inside their parents."""
+    n, k = table.shape[0], table.shape[1] - 1
+    sizes = table[:, 1:k]
+    slack = (table[:, :k - 1] - sizes).unbind(1)
+    wanted = (centers.to(torch.float64) - sizes.mul(0.5).floor_()).unbind(1)  # centre - size // 2
+    tops = torch.empty_like(sizes)
+    top_k = tops.unbind(1)
+    top = torch.zeros(n, 2, dtype=torch.float64, device=table.device)
+    for j in range(k - 1):  # clamping makes each top depend on the clamped parent's
+        top = torch.add(top, torch.minimum((wanted[j] - top).clamp_min_(0.0), slack[j]), out=top_k[j])
+    return tops
+
+
+def _boxes_from(table: torch.Tensor, tops: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, K-1, 4) int64 (y0, x0, y1, x1) from tops and the side table (written into `out` if given)."""
+    k = table.shape[1] - 1
+    boxes = torch.cat([tops, tops + table[:, 1:k]], dim=-1)
+    return boxes.long() if out is None else out.copy_(boxes)
 
 
 def place_boxes(sizes: torch.Tensor, height: int, width: int, uniform: torch.Tensor | None,
@@ -64,23 +163,48 @@ def place_boxes(sizes: torch.Tensor, height: int, width: int, uniform: torch.Ten
     `centers` (n, K-1, 2) is given (saliency), centred there and clamped inside its parent.
     """
     n, km1, _ = sizes.shape
-    parents = torch.cat([torch.tensor([height, width], device=sizes.device).expand(n, 1, 2), sizes[:, :-1]], 1)
-    slack = parents - sizes  # (n, K-1, 2): room to move inside the parent
+    table = _side_template(height, width, km1 + 1, sizes.device).expand(n, -1, -1).clone()
+    table[:, 1:km1 + 1] = sizes
     if centers is None:
-        offsets = torch.floor(uniform * (slack + 1).to(uniform.dtype)).long().minimum(slack)
-        tops = offsets.cumsum(dim=1)
+        tops = _uniform_tops(table, uniform.to(sizes.device))
     else:
-        tops = torch.empty_like(sizes)
-        top = torch.zeros(n, 2, dtype=torch.long, device=sizes.device)
-        for k in range(km1):  # clamping makes each top depend on the clamped parent's
-            top = top + torch.minimum((centers[:, k] - sizes[:, k] // 2 - top).clamp_min(0), slack[:, k])
-            tops[:, k] = top
-    return torch.cat([tops, tops + sizes], dim=-1)
+        tops = _centred_tops(table, centers)
+    return _boxes_from(table, tops)
 
 
 def sample_boxes(phi: torch.Tensor, height: int, width: int,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Nested DCutMix boxes (n, K-1, 4) from proportions phi (n, K), placed uniformly at random."""
-    sizes = box_sizes(phi, height, width)
-    uniform = torch.rand(sizes.shape, dtype=torch.float64, device=_device_of(generator), generator=generator)
-    return place_boxes(sizes, height, width, uniform.to(sizes.device))
+    n, k = phi.shape
+    table = _side_table(phi, height, width)
+    uniform = torch.rand((n, k - 1, 2), dtype=torch.float64, device=_device_of(generator), generator=generator)
+    return _boxes_from(table, _uniform_tops(table, uniform.to(table.device)))
+
+
+def sample_packed(n: int, k: int, concentration: torch.Tensor, generator: torch.Generator | None = None,
+                  size: tuple[int, int] | None = None, centers_of=None) -> MixParams:
+    """All of a batch's parameters, drawn as `sample_dirichlet`, `sample_partners` and `sample_boxes`
+    draw them (same draws, same order, same values), in one packed int64 tensor (`MixParams.packed`).
+
+    `size` (H, W) asks for boxes (None: Mixup, phi and index only); `centers_of(index)` -> (n, K-1, 2)
+    centres the boxes instead of drawing their positions (SaliencyDCutMix). The slot weights (exact
+    pixel fractions) come from the box sides, without building areas from the boxes again.
+    """
+    device = _device_of(generator)
+    boxed = size is not None
+    pack = torch.empty(n, packed_width(k, boxed), dtype=torch.long, device=device)
+    index, phi_out, weights, boxes = pack_views(pack, k, boxed)
+    phi = sample_dirichlet(n, concentration, generator)
+    phi_out.copy_(phi)
+    _fill_partners(index, generator)
+    if boxed:
+        height, width = size
+        table = _side_table(phi, height, width)
+        if centers_of is None:
+            uniform = torch.rand((n, k - 1, 2), dtype=torch.float64, device=device, generator=generator)
+            tops = _uniform_tops(table, uniform)
+        else:
+            tops = _centred_tops(table, centers_of(index))
+        _boxes_from(table, tops, out=boxes)
+        _slot_weights_from_table(table, height, width, out=weights)
+    return MixParams(phi=phi_out, index=index, boxes=boxes, weights=weights, packed=pack)
