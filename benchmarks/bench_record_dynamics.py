@@ -6,7 +6,7 @@ Contenders, interleaved round by round (medians reported), on one model and batc
   then the same `train_step` (what a mixing run with records does);
 - record, no mix: `train_step(keep_logits=True)` + `record` on the training logits (mix none).
 
-    python benchmarks/bench_record_dynamics.py                       # small_cnn on 1x16x16 (digits) and resnet20 on 3x32x32
+    python benchmarks/bench_record_dynamics.py          # small_cnn on 1x16x16 (digits), resnet20 on 3x32x32
     python benchmarks/bench_record_dynamics.py --rounds 30 --steps 20 --device cuda --amp bf16 --channels-last
     python benchmarks/bench_record_dynamics.py --dry-run             # 2 rounds, tiny: checks the plumbing
 """

@@ -46,7 +46,8 @@ def load_dynamics(run_dir: str | Path) -> dict:
     path = Path(run_dir) / DYNAMICS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"run folder {run_dir} has no {DYNAMICS_FILE}: train it with kmix train "
-                                f"--record-dynamics (a run writes the file when it finishes; resume an interrupted one)")
+                                "--record-dynamics (a run writes the file when it finishes; resume an "
+                                "interrupted one)")
     try:
         rec = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # truncated or not a torch file
