@@ -29,8 +29,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p.add_argument("--methods", default="cv,random",
                    help="comma-separated BY[:ORDER][:SAMPLING]: BY a score column (cv, mean, std, el2n, grand, "
                         f"entropy, margin, forgetting, aum, dyn-unc) or {', '.join(BASELINES)}; ORDER high/low "
-                        "(default: the column's hard end); SAMPLING top/bottom/interval/ccs (default top). The issue-12 "
-                        "comparison: "
+                        "(default: the column's hard end); SAMPLING top/bottom/interval/ccs (default top). The "
+                        "issue-12 comparison: "
                         "random,cv,cv:ccs,el2n:ccs,forgetting:ccs,aum:ccs (default: cv,random)")
     p.add_argument("--seeds", default="0,1", help="training seeds (default: 0,1)")
     p.add_argument("--no-full", action="store_true", help="skip the full-data runs (needs --checkpoint)")
