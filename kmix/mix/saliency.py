@@ -9,6 +9,7 @@ The peak location is scaled back to the image size.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 
 import torch
 
@@ -51,20 +52,26 @@ def _sandwich(left: torch.Tensor, x: torch.Tensor, right: torch.Tensor) -> torch
     return torch.matmul(torch.matmul(left, x), right.T)
 
 
+@lru_cache(maxsize=32)
+def _filters(h: int, w: int, s: int, device: torch.device, dt: torch.dtype):
+    """(resize rows, resize columns, 3x3 box, Gaussian blur) matrices for an h x w image and an s x s
+    map: functions of the sizes only, so built once per size and device (cached, never written to)."""
+    box = _filter_matrix(torch.full((3,), 1 / 3, device=device, dtype=dt), s, "replicate")
+    blur = _filter_matrix(_gaussian_taps(BLUR_SIGMA * s / SALIENCY_SIZE, device, dt), s, "reflect")
+    return _area_matrix(h, s, device, dt), _area_matrix(w, s, device, dt), box, blur
+
+
 def spectral_residual_saliency(x: torch.Tensor, size: int = SALIENCY_SIZE) -> torch.Tensor:
     """Saliency maps (N, s, s), float32, s = min(size, H, W), for images x (N, C, H, W) of any dtype."""
     _, _, h, w = x.shape
     s = min(size, h, w)
-    dev, dt = x.device, torch.float32
-    grey = x.to(dt).mean(dim=1)
-    grey = _sandwich(_area_matrix(h, s, dev, dt), grey, _area_matrix(w, s, dev, dt))
+    rows, cols, box, blur = _filters(h, w, s, x.device, torch.float32)
+    grey = _sandwich(rows, x.to(torch.float32).mean(dim=1), cols)
     spectrum = torch.fft.fft2(grey)
-    log_amp = torch.log(spectrum.abs().clamp_min(1e-8))
-    box = _filter_matrix(torch.full((3,), 1 / 3, device=dev, dtype=dt), s, "replicate")
+    log_amp = torch.log(spectrum.abs().clamp_min_(1e-8))
     smooth = _sandwich(box, log_amp, box)
     # exp(log_amp - smooth) * exp(i * phase) == spectrum * exp(-smooth): no complex exp needed
-    sal = torch.fft.ifft2(spectrum * torch.exp(-smooth)).abs().square()
-    blur = _filter_matrix(_gaussian_taps(BLUR_SIGMA * s / SALIENCY_SIZE, dev, dt), s, "reflect")
+    sal = torch.fft.ifft2(spectrum * smooth.neg_().exp_()).abs().square_()
     return _sandwich(blur, sal, blur)
 
 
