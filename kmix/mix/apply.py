@@ -142,8 +142,12 @@ def mix_labels(targets: torch.Tensor, index: torch.Tensor, weights: torch.Tensor
     index = index.to(targets.device)
     weights = weights.to(device=targets.device, dtype=torch.float64)
     n, k = index.shape
-    terms = targets.index_select(0, index.reshape(-1)).view(n, k, -1).double()  # (n, K, num_classes)
-    terms = terms.mul_(weights.unsqueeze(-1)).unbind(1)
+    flat_index = index.reshape(-1)
+    if targets.shape[0] <= flat_index.shape[0]:  # fewer rows to convert before the gather than after
+        terms = targets.double().index_select(0, flat_index).view(n, k, -1)  # (n, K, num_classes)
+    else:
+        terms = targets.index_select(0, flat_index).view(n, k, -1).double()
+    terms = terms.mul_(weights.unsqueeze(-1)).unbind(1)  # (not a float32 x float64 mul: a slow path on CPU)
     out = terms[0] + terms[1] if k > 1 else terms[0].clone()
     for term in terms[2:]:
         out.add_(term)

@@ -7,13 +7,18 @@ The mixers call `sample_packed`, which draws exactly what the public functions b
 same order (Dirichlet, partner permutations, partner shifts, box positions), but writes everything
 into one int64 tensor (index, phi and the slot weights as float64 bit patterns, boxes), so that
 moving the parameters to the batch's device is one copy. The box arithmetic runs on one float64
-(n, K+1, 2) table of nested sides (row 0 the image, row K an empty box), in as few torch ops as
-possible: on a tiny batch the cost of a call is the number of ops, not their size.
+(n, K+1, 2) table of nested sides (row 0 the image, row K an empty box), in as few ops as possible:
+on a tiny batch the cost of a call is the number of ops, not their size. With a CPU generator
+(the usual case, also for CUDA batches) the draws are torch's and the arithmetic on them runs in
+numpy on the same memory (`_host_arithmetic`), where an op on a few hundred numbers costs about a
+microsecond instead of several; it is the same IEEE float64 arithmetic, op for op (tested bit for
+bit against the torch code, which runs for generators on other devices).
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
 import torch
 
 from kmix.mix.params import MixParams, pack_views, packed_width
@@ -182,29 +187,94 @@ def sample_boxes(phi: torch.Tensor, height: int, width: int,
 
 
 def sample_packed(n: int, k: int, concentration: torch.Tensor, generator: torch.Generator | None = None,
-                  size: tuple[int, int] | None = None, centers_of=None) -> MixParams:
+                  size: tuple[int, int] | None = None, centers_of=None, host_numpy: bool | None = None) -> MixParams:
     """All of a batch's parameters, drawn as `sample_dirichlet`, `sample_partners` and `sample_boxes`
     draw them (same draws, same order, same values), in one packed int64 tensor (`MixParams.packed`).
 
     `size` (H, W) asks for boxes (None: Mixup, phi and index only); `centers_of(index)` -> (n, K-1, 2)
     centres the boxes instead of drawing their positions (SaliencyDCutMix). The slot weights (exact
     pixel fractions) come from the box sides, without building areas from the boxes again.
+    `host_numpy` (default: for CPU generators) does the arithmetic on the draws in numpy.
     """
     device = _device_of(generator)
     boxed = size is not None
+    phi = sample_dirichlet(n, concentration, generator)
+    perms = torch.rand(k - 1, n, device=device, generator=generator).argsort(dim=1)  # (K-1, n)
+    shift = torch.randint(1, n, (k - 1, 1), device=device, generator=generator)
+    uniform = None
+    if boxed and centers_of is None:
+        uniform = torch.rand((n, k - 1, 2), dtype=torch.float64, device=device, generator=generator)
+    if host_numpy is None:
+        host_numpy = device.type == "cpu"
+    if host_numpy:
+        return _host_arithmetic(phi, perms, shift, uniform, size, centers_of)
     pack = torch.empty(n, packed_width(k, boxed), dtype=torch.long, device=device)
     index, phi_out, weights, boxes = pack_views(pack, k, boxed)
-    phi = sample_dirichlet(n, concentration, generator)
     phi_out.copy_(phi)
-    _fill_partners(index, generator)
+    ar = _arange(n, device)
+    cols = index.T  # (K, n) view
+    cols[0] = ar
+    cols[1:].scatter_(1, perms, perms.gather(1, (ar + shift).remainder_(n)))  # cols[j, perm[i]] = perm[i + s]
     if boxed:
         height, width = size
         table = _side_table(phi, height, width)
-        if centers_of is None:
-            uniform = torch.rand((n, k - 1, 2), dtype=torch.float64, device=device, generator=generator)
-            tops = _uniform_tops(table, uniform)
-        else:
-            tops = _centred_tops(table, centers_of(index))
+        tops = _uniform_tops(table, uniform) if centers_of is None else _centred_tops(table, centers_of(index))
         _boxes_from(table, tops, out=boxes)
         _slot_weights_from_table(table, height, width, out=weights)
     return MixParams(phi=phi_out, index=index, boxes=boxes, weights=weights, packed=pack)
+
+
+def _host_arithmetic(phi_t, perms_t, shift_t, uniform_t, size, centers_of) -> MixParams:
+    """`sample_packed`'s arithmetic on CPU draws, in numpy: each step is the torch code's step (same
+    IEEE float64 operations in the same order), so the values are the same bit for bit."""
+    phi, perms, shift = phi_t.numpy(), perms_t.numpy(), shift_t.numpy()
+    n, k = phi.shape
+    boxed = size is not None
+    pack = np.empty((n, packed_width(k, boxed)), dtype=np.int64)
+    index = pack[:, :k]
+    phi_out = pack[:, k:2 * k].view(np.float64)
+    phi_out[...] = phi
+    ar = np.arange(n)
+    index[:, 0] = ar
+    rows = ar[:k - 1, None] if k - 1 <= n else np.arange(k - 1)[:, None]
+    index[:, 1:].T[rows, perms] = perms[rows, (ar + shift) % n]  # cols[j, perm[i]] = perm[i + s]
+    packed = torch.from_numpy(pack)
+    views = {"phi": torch.from_numpy(phi_out), "index": torch.from_numpy(index)}
+    if boxed:
+        height, width = size
+        # Transposed layout ((K, ...) leading), so that every step works on contiguous rows of n values.
+        # Stick-breaking and the rounded side rule, as _side_scales / _side_table:
+        phi_t = np.ascontiguousarray(phi.T)
+        cum = np.empty((k, n))
+        cum[0] = phi_t[0]
+        for j in range(1, k):  # cumsum, sequential as torch's
+            np.add(cum[j - 1], phi_t[j], out=cum[j])
+        remaining = 1.0 - cum + phi_t
+        v = np.divide(phi_t, np.maximum(remaining, 1e-12, out=remaining), out=remaining)
+        scales = np.sqrt(1.0 - np.minimum(np.maximum(v, 0.0, out=v), 1.0, out=v), out=v)  # clamp(0, 1)
+        table = np.zeros((k + 1, 2, n))  # row 0 the image, rows 1..K-1 the boxes, row K empty
+        table[0, 0], table[0, 1] = float(height), float(width)
+        for j in range(1, k):
+            np.rint(np.multiply(table[j - 1], scales[j - 1], out=table[j]), out=table[j])  # half to even, as torch.round
+        sizes = table[1:k]
+        slack = table[:k - 1] - sizes
+        if centers_of is None:  # as _uniform_tops
+            uniform = np.ascontiguousarray(uniform_t.numpy().transpose(1, 2, 0))  # (K-1, 2, n)
+            tops = np.minimum(np.floor((slack + 1.0) * uniform), slack)
+            for j in range(1, k - 1):  # cumsum over the boxes
+                tops[j] += tops[j - 1]
+        else:  # as _centred_tops
+            wanted = centers_of(views["index"]).numpy().transpose(1, 2, 0) - np.floor(sizes * 0.5)  # centre - size // 2
+            tops = np.empty_like(sizes)
+            top = np.zeros((2, n))
+            for j in range(k - 1):  # clamping makes each top depend on the clamped parent's
+                top = tops[j] = top + np.minimum(np.maximum(wanted[j] - top, 0.0), slack[j])
+        boxes = pack[:, 3 * k:].reshape(n, k - 1, 4)
+        boxes_t = boxes.transpose(1, 2, 0)  # (K-1, 4, n) view
+        boxes_t[:, :2] = tops
+        boxes_t[:, 2:] = tops + sizes
+        weights = pack[:, 2 * k:3 * k].view(np.float64)
+        area = table[:, 0] * table[:, 1]  # (K+1, n): H*W, the box areas, 0 (exact integers)
+        np.divide(area[:-1] - area[1:], height * width, out=weights.T)
+        views.update(weights=torch.from_numpy(weights), boxes=torch.from_numpy(boxes))
+    return MixParams(packed=packed, **views)
