@@ -1,4 +1,4 @@
-"""The K-image mixing core (torch only): sampling parameters, applying them, the mixer classes."""
+"""The K-image mixing core: sampling parameters (torch draws, numpy arithmetic on CPU draws), applying them (torch), the mixer classes."""
 from kmix.mix.apply import apply_cutmix, apply_mixup, box_depth_map, mix_labels, slot_weights, source_map
 from kmix.mix.collate import MixCollate
 from kmix.mix.loss import SoftTargetCrossEntropy
