@@ -59,17 +59,21 @@ def sample_dirichlet(n: int, alpha: torch.Tensor, generator: torch.Generator | N
     return torch._sample_dirichlet(concentration, generator=generator)
 
 
-def _fill_partners(out: torch.Tensor, generator: torch.Generator | None) -> None:
-    """Write partner indices into `out` (n, K), any strides: see `sample_partners`."""
-    n, k = out.shape
+def _draw_partner_perms(n: int, k: int, generator: torch.Generator | None):
+    """The partner draws: K-1 random permutations of the batch (K-1, n) and K-1 shifts in [1, n)."""
     device = _device_of(generator)
     perms = torch.rand(k - 1, n, device=device, generator=generator).argsort(dim=1)  # (K-1, n)
     shift = torch.randint(1, n, (k - 1, 1), device=device, generator=generator)
-    ar = _arange(n, device)
-    partners = perms.gather(1, (ar + shift).remainder_(n))
+    return perms, shift
+
+
+def _write_partners(out: torch.Tensor, perms: torch.Tensor, shift: torch.Tensor) -> None:
+    """Write partner indices into `out` (n, K), any strides: see `sample_partners`."""
+    n = out.shape[0]
+    ar = _arange(n, out.device)
     cols = out.T  # (K, n) view
     cols[0] = ar
-    cols[1:].scatter_(1, perms, partners)  # cols[j, perm[i]] = perm[i + s]
+    cols[1:].scatter_(1, perms, perms.gather(1, (ar + shift).remainder_(n)))  # cols[j, perm[i]] = perm[i + s]
 
 
 def sample_partners(n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -79,7 +83,7 @@ def sample_partners(n: int, k: int, generator: torch.Generator | None = None) ->
     permutation composed with a random non-zero cyclic shift), so a partner is never the anchor.
     """
     out = torch.empty(n, k, dtype=torch.long, device=_device_of(generator))
-    _fill_partners(out, generator)
+    _write_partners(out, *_draw_partner_perms(n, k, generator))
     return out
 
 
@@ -199,8 +203,7 @@ def sample_packed(n: int, k: int, concentration: torch.Tensor, generator: torch.
     device = _device_of(generator)
     boxed = size is not None
     phi = sample_dirichlet(n, concentration, generator)
-    perms = torch.rand(k - 1, n, device=device, generator=generator).argsort(dim=1)  # (K-1, n)
-    shift = torch.randint(1, n, (k - 1, 1), device=device, generator=generator)
+    perms, shift = _draw_partner_perms(n, k, generator)
     uniform = None
     if boxed and centers_of is None:
         uniform = torch.rand((n, k - 1, 2), dtype=torch.float64, device=device, generator=generator)
@@ -211,10 +214,7 @@ def sample_packed(n: int, k: int, concentration: torch.Tensor, generator: torch.
     pack = torch.empty(n, packed_width(k, boxed), dtype=torch.long, device=device)
     index, phi_out, weights, boxes = pack_views(pack, k, boxed)
     phi_out.copy_(phi)
-    ar = _arange(n, device)
-    cols = index.T  # (K, n) view
-    cols[0] = ar
-    cols[1:].scatter_(1, perms, perms.gather(1, (ar + shift).remainder_(n)))  # cols[j, perm[i]] = perm[i + s]
+    _write_partners(index, perms, shift)
     if boxed:
         height, width = size
         table = _side_table(phi, height, width)
