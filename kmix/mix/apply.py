@@ -25,6 +25,11 @@ def _levels(k: int, device: torch.device) -> torch.Tensor:
     return torch.arange(k, device=device).view(k, 1)
 
 
+def _on(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """t on `device`, without dispatching a no-op `.to` when it is there already."""
+    return t if t.device == device else t.to(device)
+
+
 def _row_col_depth(boxes: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """How many nested boxes span each row (n, H) and each column (n, W).
 
@@ -96,9 +101,9 @@ def apply_cutmix(pool: torch.Tensor, index: torch.Tensor, boxes: torch.Tensor,
     h, w = pool.shape[-2:]
     if weights is None:
         weights = slot_weights(boxes, h, w)
-    src = source_map(index.to(pool.device), boxes.to(pool.device), h, w)
+    src = source_map(_on(index, pool.device), _on(boxes, pool.device), h, w)
     mixed = gather_pixels(pool, src)
-    weights = weights.to(pool.device)
+    weights = _on(weights, pool.device)
     if mask is None:
         return mixed, weights
     mixed_mask = torch.gather(mask.reshape(mask.shape[0], h * w), 0, src.view(-1, h * w)).view(-1, h, w)
@@ -111,7 +116,7 @@ def apply_mixup(pool: torch.Tensor, index: torch.Tensor, phi: torch.Tensor) -> t
     Works on flat rows (a view in either memory format) so each step is one row gather and one
     fused multiply-add. Integer input is rounded and clamped back to its dtype's range.
     """
-    index = index.to(pool.device)
+    index = _on(index, pool.device)
     work_dtype = pool.dtype if pool.is_floating_point() else torch.float32
     weights = phi.to(device=pool.device, dtype=work_dtype).unsqueeze(-1).unbind(1)  # K x (n, 1)
     channels_last = pool.is_contiguous(memory_format=torch.channels_last) and not pool.is_contiguous()
@@ -139,8 +144,10 @@ def mix_labels(targets: torch.Tensor, index: torch.Tensor, weights: torch.Tensor
     still gets exactly its pixel fraction. The K terms are added one by one in slot order (not by a
     reduction kernel, whose order differs between CPU and CUDA), so both devices agree bit for bit.
     """
-    index = index.to(targets.device)
-    weights = weights.to(device=targets.device, dtype=torch.float64)
+    index = _on(index, targets.device)
+    weights = _on(weights, targets.device)
+    if weights.dtype != torch.float64:
+        weights = weights.double()
     n, k = index.shape
     flat_index = index.reshape(-1)
     if targets.shape[0] <= flat_index.shape[0]:  # fewer rows to convert before the gather than after
