@@ -111,12 +111,14 @@ def main(argv=None) -> None:
                 times[(key, part)].append(time_per_call(fn, args.calls))
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {'x'.join(map(str, shape))}, "
           f"alpha {args.alpha}, median of {args.rounds} rounds x {args.calls} calls")
+    print("us: median (min) over rounds; ops: torch.profiler events per call, nested ones included")
     print(f"| mixer | K | impl | call us | ops/call | sample_params us | ops | apply us | ops |")
     print("|---|---|---|---|---|---|---|---|---|")
     for key, fn_by_part in rows.items():
         cells = []
         for part in ("call", "sample", "apply"):
-            cells.append(f"{statistics.median(times[(key, part)]):.0f}")
+            t = times[(key, part)]
+            cells.append(f"{statistics.median(t):.0f} ({min(t):.0f})")
             cells.append(f"{ops_per_call(fn_by_part[part], 2 if args.dry_run else 20):.0f}")
         print(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
     tmp.cleanup()
