@@ -126,3 +126,16 @@ def test_centred_boxes_are_clamped_inside_their_parent():
     centers = torch.tensor([[[8, 8], [8, 8]]])
     boxes = place_boxes(sizes, 16, 16, None, centers=centers)
     assert boxes.tolist() == [[[5, 5, 11, 11], [7, 7, 9, 9]]]
+
+
+def test_dirichlet_takes_an_n_by_k_concentration_whatever_its_dtype_or_layout():
+    """The mixers pass a cached (n, K) concentration; any 2-D one is used as is, never flattened (a
+    'cuda' generator vs a 'cuda:0' tensor once sent it down the (K,) path: (n, n*K) proportions)."""
+    from kmix.mix.sampling import sample_dirichlet
+
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    base = torch.full((6, 3), 0.5, dtype=torch.float64)
+    ref = sample_dirichlet(6, torch.tensor([0.5, 0.5, 0.5]), gen())
+    for conc in (base, base.float(), base.T.contiguous().T):
+        phi = sample_dirichlet(6, conc, gen())
+        assert phi.shape == (6, 3) and torch.equal(phi, ref)

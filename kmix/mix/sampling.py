@@ -52,8 +52,9 @@ def sample_dirichlet(n: int, alpha: torch.Tensor, generator: torch.Generator | N
     (what the mixers cache, to skip rebuilding it on every call).
     """
     device = _device_of(generator)
-    if alpha.dim() == 2 and alpha.dtype == torch.float64 and alpha.device == device and alpha.is_contiguous():
-        concentration = alpha
+    if alpha.dim() == 2:  # already (n, K); .to is a no-op when it is float64 on the generator's device
+        # (a generator's device reads 'cuda' where tensors say 'cuda:0': compare by .to, not by ==)
+        concentration = alpha.to(device=device, dtype=torch.float64).contiguous()
     else:
         concentration = alpha.to(device=device, dtype=torch.float64).reshape(1, -1).expand(n, -1).contiguous()
     return torch._sample_dirichlet(concentration, generator=generator)
