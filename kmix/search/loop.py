@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ from kmix.data.registry import build_dataset
 from kmix.data.subset import load_indices
 from kmix.devices import resolve_device
 from kmix.models import Normalized
-from kmix.io import atomic_write, write_json_atomic
+from kmix.io import atomic_write, write_json_atomic, write_text_atomic
 from kmix.models.darts_genotype import save_genotype
 from kmix.models.darts_ops import PRIMITIVES
 from kmix.search.genotype import derive_genotype
@@ -235,9 +234,7 @@ def _write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(history)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, path)
+    write_text_atomic(path, buf.getvalue())
 
 
 def _outputs(out: Path, cfg: SearchConfig, net: SearchNetwork, history, facts, wall_s: float, done: bool) -> dict:
@@ -342,7 +339,7 @@ def _plot_alphas(path: Path, net: SearchNetwork) -> None:
         ax.set_xticks(range(len(PRIMITIVES)), PRIMITIVES, rotation=45, ha="right", fontsize=7)
         ax.set_title(("reduction" if reduction else "normal") + " cell: softmax(alpha) - 1/8")
         fig.colorbar(im, ax=ax)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=100, format="png"))
+    finally:
+        plt.close(fig)

@@ -1,13 +1,13 @@
 """`kmix show`: a PNG grid of original images and their K-image mixes with soft labels and boxes."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from kmix.data.registry import build_dataset
+from kmix.io import atomic_write
 from kmix.mix import MIXERS
 
 SHOWABLE = tuple(MIXERS) + ("all",)
@@ -92,9 +92,8 @@ def show_mix(config: ShowConfig) -> Path:
     fig.suptitle(f"kmix: {info.name}, K={config.k}, alpha={alpha_txt} (labels: top classes with weights)", fontsize=10)
     fig.tight_layout()
     out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        atomic_write(out, lambda f: fig.savefig(f, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
     return out
