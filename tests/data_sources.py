@@ -32,3 +32,17 @@ def tar_tree(tree: Path, path: Path) -> Path:
         for split in ("train", "test"):
             tf.add(tree / split, arcname=split)
     return path
+
+
+def tiny_imagefolder(root: Path) -> Path:
+    """root/train/{a,b}/ (12 images each) and root/val/{a,b}/ (4 each): random 24x24 RGB PNGs, seeded."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    for split, n in (("train", 12), ("val", 4)):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                pixels = (torch.rand(24, 24, 3, generator=gen) * 255).to(torch.uint8).numpy()
+                Image.fromarray(pixels).save(root / split / cls / f"{i}.png")
+    return root

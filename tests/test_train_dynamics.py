@@ -19,6 +19,8 @@ from kmix.train.checkpoint import load_checkpoint
 from kmix.train.dynamics import dynamics_from_logits
 from kmix.train.state import seed_everything
 
+from data_sources import tiny_imagefolder
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -110,23 +112,10 @@ def test_interrupted_run_resumes_its_records_exactly_and_refuses_a_changed_setti
         fit(tiny(tmp_path / "plain", resume=True, epochs=2))
 
 
-def _tiny_imagefolder(root: Path) -> Path:
-    from PIL import Image
-
-    gen = torch.Generator().manual_seed(0)
-    for split, n in (("train", 12), ("val", 4)):
-        for cls in ("a", "b"):
-            (root / split / cls).mkdir(parents=True)
-            for i in range(n):
-                pixels = (torch.rand(24, 24, 3, generator=gen) * 255).to(torch.uint8).numpy()
-                Image.fromarray(pixels).save(root / split / cls / f"{i}.png")
-    return root
-
-
 def test_device_pipeline_records_a_subset_in_the_full_index_space_and_resumes(tmp_path):
     """Device-resident pipeline (random resized crops on the device), training on a subset: records sit at
     the subset's indices of the full set, equal to the workers pipeline's, and survive an interruption."""
-    data = str(_tiny_imagefolder(tmp_path / "imgs"))
+    data = str(tiny_imagefolder(tmp_path / "imgs"))
     subset = [0, 1, 2, 3, 5, 8, 12, 13, 14, 15, 17, 20, 21, 22, 23, 6]  # 16 of 24 images, unsorted
     cfg = dict(data=data, image_size=16, augment=False, batch_size=8, limit_train_batches=None, epochs=2,
                subset=subset, ckpt_every_steps=1)

@@ -20,6 +20,8 @@ from kmix.train import TrainConfig, TrainingStopped, fit
 from kmix.train.checkpoint import load_checkpoint, load_model
 from kmix.train.evaluate import evaluate
 
+from data_sources import tiny_imagefolder
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -210,23 +212,10 @@ def test_resume_with_more_epochs_follows_the_new_schedule(tmp_path):
     assert lrs[0] == pytest.approx(0.0) and lrs[1] == pytest.approx(0.05 * 0.25)  # cosine over 3 epochs at step 4/6
 
 
-def _tiny_imagefolder(root: Path) -> Path:
-    from PIL import Image
-
-    gen = torch.Generator().manual_seed(0)
-    for split, n in (("train", 12), ("val", 4)):
-        for cls in ("a", "b"):
-            (root / split / cls).mkdir(parents=True)
-            for i in range(n):
-                pixels = (torch.rand(24, 24, 3, generator=gen) * 255).to(torch.uint8).numpy()
-                Image.fromarray(pixels).save(root / split / cls / f"{i}.png")
-    return root
-
-
 @pytest.mark.parametrize("loader", ["workers", "device"])
 def test_interrupted_run_with_random_augmentation_resumes_exactly(tmp_path, loader):
     """ImageFolder with random resized crops/flips, by a worker process or on the device: resume replays the same batches."""
-    data = str(_tiny_imagefolder(tmp_path / "imgs"))
+    data = str(tiny_imagefolder(tmp_path / "imgs"))
     cfg = dict(data=data, image_size=16, augment=True, batch_size=8, limit_train_batches=None, epochs=2,
                workers=1 if loader == "workers" else 0, loader=loader, mix="saliency-dcutmix")
     ref = fit(tiny(tmp_path / "ref", **cfg))
@@ -242,7 +231,7 @@ def test_interrupted_run_with_random_augmentation_resumes_exactly(tmp_path, load
 
 
 def test_check_images_names_an_unreadable_file_before_training(tmp_path):
-    data = _tiny_imagefolder(tmp_path / "imgs")
+    data = tiny_imagefolder(tmp_path / "imgs")
     (data / "train" / "b" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match=r"1 unreadable image\(s\) in the train split .*broken.png"):
         fit(tiny(tmp_path / "r", data=str(data), image_size=16, batch_size=8, check_images=True))
