@@ -20,27 +20,9 @@
 set -euo pipefail
 
 usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
-DRY=0
-OUT=""
-DATA=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --dry-run) DRY=1 ;;
-    --out) [ $# -ge 2 ] || { echo "prune: --out needs a folder" >&2; exit 2; }; OUT="$2"; shift ;;
-    -h|--help) usage; exit 0 ;;
-    -*) echo "prune: unknown option $1" >&2; usage >&2; exit 2 ;;
-    *) [ -z "$DATA" ] || { echo "prune: one CIFAR10 path, got '$DATA' and '$1'" >&2; exit 2; }; DATA="$1" ;;
-  esac
-  shift
-done
-
-# paths given are relative to where the script was called from; it then runs from the repository root
-abspath() { case "$1" in /*|"") echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
-DATA=$(abspath "$DATA")
-OUT=$(abspath "$OUT")
-cd "$(dirname "$0")/.."
-export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
-PY=${PYTHON:-python}
+NAME=prune
+# shellcheck source=gpu_script_args.sh
+. "$(dirname "$0")/gpu_script_args.sh"
 MODEL=${MODEL:-resnet20}
 MIX=${MIX:-none}
 SEEDS=${SEEDS:-0,1}
