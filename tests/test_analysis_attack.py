@@ -11,7 +11,7 @@ from kmix.analysis.attacks import fgsm, pgd
 from kmix.analysis.robustness import AttackConfig, run_attack
 from kmix.cli.main import main
 from kmix.train.checkpoint import load_model
-from test_analysis_support import digits, train_digits_checkpoint
+from analysis_support import digits, train_digits_checkpoint
 
 
 @pytest.fixture(scope="module")

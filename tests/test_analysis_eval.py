@@ -11,12 +11,21 @@ from kmix.analysis.models import IMAGENET_MEAN, IMAGENET_STD, load_analysis_mode
 from kmix.cli.main import main
 from kmix.models import Normalized, build_model
 from kmix.train.checkpoint import load_model
-from test_analysis_support import digits, train_digits_checkpoint
+from analysis_support import digits, train_digits_checkpoint
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     return train_digits_checkpoint(tmp_path_factory.mktemp("eval") / "m.pt")
+
+
+def test_support_checkpoint_learns(ckpt):
+    """The helper's checkpoints are trained (well above chance), so the analyses see a real model."""
+    model, meta = load_model(ckpt)
+    x, y = digits(False).tensors
+    with torch.no_grad():
+        acc = (model(x).argmax(1) == y).float().mean().item()
+    assert meta["name"] == "small_cnn" and acc > 0.5
 
 
 def test_topk_matches_brute_force():

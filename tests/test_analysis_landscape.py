@@ -14,7 +14,7 @@ from kmix.analysis.landscape import (LandscapeConfig, gaussian_direction, loss_s
                                      run_landscape, summarize_sigma)
 from kmix.cli.main import main
 from kmix.train.checkpoint import load_model
-from test_analysis_support import digits, train_digits_checkpoint
+from analysis_support import digits, train_digits_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from PIL import Image
 from kmix.analysis.ood import OODConfig, fpr_at_tpr, msp_anomaly_score, ood_metrics, run_ood
 from kmix.cli.main import main
 from kmix.train.checkpoint import load_model
-from test_analysis_support import digits, train_digits_checkpoint
+from analysis_support import digits, train_digits_checkpoint
 
 
 def brute_auroc(s_in, s_out):

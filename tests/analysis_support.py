@@ -1,4 +1,4 @@
-"""Helpers for the analysis tests: small digits checkpoints trained inline (no dependency on kmix.train.fit)."""
+"""Helpers for the analysis tests (not a test module): small digits checkpoints trained inline, without kmix.train.fit."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -10,7 +10,6 @@ import torch.nn.functional as F
 from kmix.data.digits import DIGITS_INFO, DigitsDataset
 from kmix.models import Normalized, build_model
 from kmix.train.checkpoint import model_meta, save_checkpoint
-
 
 
 @lru_cache(maxsize=2)
@@ -38,15 +37,3 @@ def train_digits_checkpoint(path: Path, *, seed: int = 0, steps: int = 60, width
         opt.step()
     save_checkpoint(path, {"model": net.state_dict(), "model_meta": model_meta(arch, DIGITS_INFO, **kwargs)})
     return path
-
-
-def test_support_checkpoint_learns(tmp_path):
-    """The helper's checkpoints are trained (well above chance), so the analyses below see a real model."""
-    from kmix.train.checkpoint import load_model
-
-    path = train_digits_checkpoint(tmp_path / "m.pt")
-    model, meta = load_model(path)
-    x, y = digits(False).tensors
-    with torch.no_grad():
-        acc = (model(x).argmax(1) == y).float().mean().item()
-    assert meta["name"] == "small_cnn" and acc > 0.5
