@@ -5,6 +5,7 @@ Readers (and a run killed mid-write) see either the old file or the complete new
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -61,3 +62,12 @@ def write_csv_atomic(path: str | os.PathLike, header: Sequence[str], rows: Itera
     writer.writerow(header)
     writer.writerows(rows)
     return write_text_atomic(path, buf.getvalue())
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's content (hex): what an artifact records of the checkpoint it was made from."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from kmix.cli.main import main
+from kmix.runs import RunStopped
 from kmix.select import ScoreSpec, default_anchor_phi, read_scores, score_losses, summarize_losses
-from kmix.select import score as score_mod
 from kmix.select.score import chunk_params
 
 N, C, H, W = 13, 13, 8, 8  # every image its own class: label mass of a class = mass of that image
@@ -131,25 +131,17 @@ def test_sharded_ranks_assemble_the_unsharded_result(tmp_path):
         score_losses(model, ds, C, spec, rank=0, world_size=2)
 
 
-def test_resume_reuses_finished_chunks(tmp_path, monkeypatch):
+def test_resume_reuses_finished_chunks(tmp_path):
     ds, model = tiny_dataset(), tiny_model()
     spec = ScoreSpec(draws=3, seed=2, chunk_size=4)
     full = score_losses(model, ds, C, spec)
-    real, calls = score_mod.score_chunk, []
-
-    def crash_on_third(*args, **kwargs):
-        calls.append(args[4])
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(score_mod, "score_chunk", crash_on_third)
-    with pytest.raises(KeyboardInterrupt):
-        score_losses(model, ds, C, spec, chunk_dir=tmp_path / "c")
-    calls.clear()
-    monkeypatch.setattr(score_mod, "score_chunk", lambda *a, **k: (calls.append(a[4]), real(*a, **k))[1])
-    resumed = score_losses(model, ds, C, spec, chunk_dir=tmp_path / "c")
-    assert calls == [2, 3]  # chunks 0 and 1 were reused
+    n = full.shape[0]
+    with pytest.raises(RunStopped, match="after 2 chunk"):
+        score_losses(model, ds, C, spec, chunk_dir=tmp_path / "c", stop_after_chunks=2)
+    assert sorted(p.name for p in (tmp_path / "c").glob("chunk_*.pt")) == ["chunk_000000.pt", "chunk_000001.pt"]
+    counters: dict = {}
+    resumed = score_losses(model, ds, C, spec, chunk_dir=tmp_path / "c", counters=counters)
+    assert counters["scored"] == (n - 8) * 3  # chunks 0 and 1 (8 anchors) were reused, not scored again
     torch.testing.assert_close(resumed, full, rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="other settings"):
         score_losses(model, ds, C, ScoreSpec(draws=3, seed=9, chunk_size=4), chunk_dir=tmp_path / "c")
@@ -192,6 +184,23 @@ def test_cli_score_writes_readable_file(tmp_path, capsys):
     assert not (tmp_path / "scores.csv.chunks").exists()
     assert main(["score", "--checkpoint", str(tmp_path / "nope.pt"), "--out", str(out)]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_chunks_of_a_replaced_checkpoint_are_refused(tmp_path):
+    """P5: chunks are matched to the checkpoint's content, not its path."""
+    from kmix.select.score import ScoreConfig, run_score
+
+    ckpt, out = tmp_path / "m.pt", tmp_path / "scores.csv"
+    _save_digits_checkpoint(ckpt)
+    cfg = ScoreConfig(checkpoint=str(ckpt), out=str(out), spec=ScoreSpec(draws=2, chunk_size=500), quiet=True,
+                      rank=1, world_size=2)
+    assert run_score(cfg)["complete"] is False  # rank 1's chunk saved: as a run stopped half-way
+    state = torch.load(ckpt, weights_only=False)
+    state["model"] = {k: v + 1 for k, v in state["model"].items()}
+    torch.save(state, ckpt)  # another model at the same path
+    with pytest.raises(ValueError, match=r"scores.csv.chunks holds a set of chunks with other settings "
+                                         r"\(checkpoint_sha256: '[0-9a-f]{64}' -> '[0-9a-f]{64}'\)"):
+        run_score(cfg)
 
 
 def test_read_scores_rejects_bad_files(tmp_path):

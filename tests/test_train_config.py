@@ -11,9 +11,10 @@ from kmix.mix import DCutMix, DMixup, SaliencyDCutMix, SoftTargetCrossEntropy
 from kmix.train import TrainConfig, load_recipe
 from kmix.train.build import build_mixer, compute_loss
 from kmix.train.config import default_values
-from kmix.train.sampling import EpochBatchSampler, SeededItems, derive_seed, epoch_permutation
+from kmix.runs import derive_seed
+from kmix.train.sampling import EpochBatchSampler, SeededItems, epoch_permutation
 from kmix.train.schedule import LRMultiplier
-from kmix.train.state import rng_state, set_rng_state
+from kmix.runs import rng_state, set_rng_state
 
 
 # --- config and recipes --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from kmix.train import TrainConfig, TrainingStopped, fit
 from kmix.train.build import build_network
 from kmix.train.checkpoint import load_checkpoint
 from kmix.train.dynamics import dynamics_from_logits
-from kmix.train.state import seed_everything
+from kmix.runs import seed_everything
 
 from data_sources import tiny_imagefolder
 

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import torch
 
-_MIX = 0x9E3779B97F4A7C15  # 64-bit golden-ratio constant for mixing seeds
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers (splitmix64-style), so (seed, epoch, step) pairs never collide in practice."""
-    h = 0
-    for part in parts:
-        h = (h ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * _MIX & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & 0x7FFFFFFFFFFFFFFF
-
+from kmix.runs import Stream, generator_for
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The shuffled order of n training items in `epoch` (same on every rank and after resume)."""
-    gen = torch.Generator().manual_seed(derive_seed(seed, epoch, 1))
-    return torch.randperm(n, generator=gen)
+    return torch.randperm(n, generator=generator_for(Stream.ORDER, seed, epoch))
 
 
 def batches_per_epoch(n: int, batch_size: int, limit_batches: int | None = None) -> int:

@@ -9,13 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import math
-import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -29,43 +27,51 @@ from kmix.models import Normalized
 from kmix.io import atomic_write, write_json_atomic, write_text_atomic
 from kmix.models.darts_genotype import save_genotype
 from kmix.models.darts_ops import PRIMITIVES
+from kmix.options import data_option, data_root_option, device_option, option, quiet_option
+from kmix.runs import (RunStopped, Stream, check_resume, generator_for, load_state, lock_run_folder, rng_state, save_state, seed_everything,
+                       set_rng_state)
 from kmix.search.genotype import derive_genotype
 from kmix.search.supernet import SearchNetwork, normalised_edge_weights
 
 CHECKPOINT_NAME = "checkpoint.pt"
-# fields that may differ between a run and its --resume (they do not change the result)
-RESUME_FREE_FIELDS = ("out", "resume", "quiet", "device", "workers")
+SEARCH_KIND = "kmix-search"
+# the fields that define a search: a --resume must keep them (the others, e.g. device, may change)
+RUN_DEFINING = ("data", "subset", "limit", "epochs", "warmup", "layers", "channels", "partial_k", "batch_size", "lr",
+                "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr", "arch_weight_decay", "train_portion",
+                "augment", "seed")
 
 
 @dataclass
 class SearchConfig:
     """PC-DARTS search settings; defaults are the PC-DARTS CIFAR-10 search setup (Xu et al. 2020, sec. 4.2)."""
 
-    data: str = "digits"
-    data_root: str | None = None
-    subset: str | list[int] | None = None  # index file (kmix subsample output) or list of train-set indices
-    limit: int | None = None  # keep a seeded random `limit` images of the (sub)set (quick runs)
-    out: str = "runs/search"
-    epochs: int = 50
-    warmup: int = 15  # epochs with alphas/betas frozen
-    layers: int = 8  # cells (6 normal + 2 reduction)
-    channels: int = 16  # initial channels
-    partial_k: int = 4  # 1/K of the channels go through the mixed op
-    batch_size: int = 256
-    lr: float = 0.1  # SGD, cosine to lr_min over `epochs`
+    data: str = data_option()
+    data_root: str | None = data_root_option()
+    subset: str | list[int] | None = option(None, "subset index file (e.g. from `kmix subsample`) or list of train-set "
+                                                  "indices")
+    limit: int | None = option(None, "search on a seeded random LIMIT images of the (sub)set (quick runs)")
+    out: str = option("runs/search", "output folder")
+    epochs: int = option(50, "search epochs")
+    warmup: int = option(15, "first epochs with alphas/betas frozen")
+    layers: int = option(8, "cells in the supernet (6 normal + 2 reduction)")
+    channels: int = option(16, "initial channels")
+    partial_k: int = option(4, "1/K of the channels enter each mixed op")
+    batch_size: int = option(256, "images per step")
+    lr: float = option(0.1, "SGD learning rate, cosine to lr_min over the epochs")
     lr_min: float = 0.0
     momentum: float = 0.9
     weight_decay: float = 3e-4
     grad_clip: float = 5.0
-    arch_lr: float = 6e-4  # Adam, betas (0.5, 0.999)
+    arch_lr: float = option(6e-4, "Adam lr of alphas/betas (betas 0.5, 0.999)")
     arch_weight_decay: float = 1e-3
     train_portion: float = 0.5  # fraction of the (sub)set for the weights; the rest updates alphas/betas
-    augment: bool = True  # random crop + flip where the dataset has it (CIFAR); digits ignore it
-    seed: int = 0
-    device: str = "auto"  # auto = cuda when available, else cpu
-    workers: int = 0
-    resume: bool = False
-    quiet: bool = False
+    augment: bool = option(True, "random crop + flip on the search data where the dataset has it (CIFAR)",
+                           flag="--no-augment")
+    seed: int = option(0, "seed of the split, the shuffles and the init")
+    device: str = device_option()
+    workers: int = option(0, "data loader workers")
+    resume: bool = option(False, "continue from OUT/checkpoint.pt (same settings)")
+    quiet: bool = quiet_option()
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field before any work starts."""
@@ -94,7 +100,7 @@ def split_halves(n: int, portion: float, seed: int) -> tuple[list[int], list[int
     """Seeded random split of range(n) into (weight-training positions, architecture positions)."""
     if n < 2:
         raise ValueError(f"the search needs at least 2 images to split into two halves, got {n}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    perm = torch.randperm(n, generator=generator_for(Stream.SEARCH_SPLIT, seed)).tolist()
     n_train = min(max(1, int(round(n * portion))), n - 1)
     return sorted(perm[:n_train]), sorted(perm[n_train:])
 
@@ -108,7 +114,7 @@ def search_data(cfg: SearchConfig) -> tuple[Dataset, Dataset, Any, dict[str, Any
         if len(positions) == 0:
             raise ValueError(f"subset {cfg.subset!r} is empty")
     if cfg.limit is not None and cfg.limit < len(positions):
-        pick = torch.randperm(len(positions), generator=torch.Generator().manual_seed(cfg.seed + 1))[: cfg.limit]
+        pick = torch.randperm(len(positions), generator=generator_for(Stream.SEARCH_LIMIT, cfg.seed))[: cfg.limit]
         positions = [positions[i] for i in sorted(pick.tolist())]
     train_pos, val_pos = split_halves(len(positions), cfg.train_portion, cfg.seed)
     facts = {"dataset_size": len(dataset), "searched_images": len(positions),
@@ -117,8 +123,8 @@ def search_data(cfg: SearchConfig) -> tuple[Dataset, Dataset, Any, dict[str, Any
             info, facts)
 
 
-def _loader(ds: Dataset, cfg: SearchConfig, epoch: int, stream: int) -> DataLoader:
-    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 2 + stream)  # same order after resume
+def _loader(ds: Dataset, cfg: SearchConfig, epoch: int, half: int) -> DataLoader:
+    gen = generator_for(Stream.SEARCH_ORDER, cfg.seed, epoch, half)  # same order after resume
     return DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, generator=gen, num_workers=cfg.workers,
                       pin_memory=torch.cuda.is_available() and cfg.device != "cpu", drop_last=False)
 
@@ -195,36 +201,11 @@ def _run_epoch(model: Normalized, cfg: SearchConfig, train_ds, val_ds, epoch: in
     return record
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save atomically: an interrupted write never corrupts the previous checkpoint."""
-    atomic_write(path, lambda f: torch.save(state, f))
-
-
 def _config_dict(cfg: SearchConfig) -> dict[str, Any]:
     d = asdict(cfg)
     if isinstance(d["subset"], (list, tuple)):
         d["subset"] = [int(i) for i in d["subset"]]
     return d
-
-
-def _check_resume(saved: dict[str, Any], cfg: SearchConfig, path: Path) -> None:
-    current = _config_dict(cfg)
-    diffs = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in current
-             if k not in RESUME_FREE_FIELDS and saved.get(k) != current[k]]
-    if diffs:
-        raise ValueError(f"--resume: settings differ from the checkpoint {path}: " + "; ".join(diffs))
-
-
-def _load_search_checkpoint(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume: no search checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise ValueError(f"search checkpoint {path} is corrupt or not a torch file: {err}") from err
-    if not isinstance(state, dict) or state.get("kind") != "kmix-search":
-        raise ValueError(f"{path} is not a kmix search checkpoint")
-    return state
 
 
 def _write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
@@ -257,23 +238,30 @@ def _outputs(out: Path, cfg: SearchConfig, net: SearchNetwork, history, facts, w
     return summary
 
 
-def run_search(cfg: SearchConfig) -> dict[str, Any]:
-    """Run (or resume) the search; returns the search.json summary. Outputs land in cfg.out."""
+def run_search(cfg: SearchConfig, *, stop_after_epochs: int | None = None) -> dict[str, Any]:
+    """Run (or resume) the search; returns the search.json summary. Outputs land in cfg.out.
+
+    `stop_after_epochs=N` raises kmix.runs.RunStopped right after epoch N's checkpoint, before that
+    epoch's outputs, as a run killed there would stop; `resume=True` continues it."""
     cfg.validate()
+    with lock_run_folder(cfg.out, "kmix search"):
+        return _search(cfg, stop_after_epochs)
+
+
+def _search(cfg: SearchConfig, stop_after_epochs: int | None) -> dict[str, Any]:
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT_NAME
     if not cfg.resume and ckpt_path.exists():
         raise ValueError(f"out={str(out)!r} already holds a search checkpoint; pass --resume to continue it "
                          "or choose another --out")
-    saved = _load_search_checkpoint(ckpt_path) if cfg.resume else None
+    saved = load_state(ckpt_path, SEARCH_KIND, label="search checkpoint") if cfg.resume else None
     if saved is not None:
-        _check_resume(saved["config"], cfg, ckpt_path)
+        check_resume(saved["config"], _config_dict(cfg), RUN_DEFINING, source=ckpt_path, what="search",
+                     hint="resume it with the settings it was started with, or choose another --out")
     device = resolve_device(cfg.device)
     train_ds, val_ds, info, facts = search_data(cfg)
 
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
+    seed_everything(cfg.seed)
     net = SearchNetwork(info.num_classes, in_chans=info.in_chans, channels=cfg.channels, layers=cfg.layers,
                         partial_k=cfg.partial_k)
     model = Normalized(net, info.mean, info.std).to(device)
@@ -289,9 +277,7 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
         w_opt.load_state_dict(saved["w_opt"])
         a_opt.load_state_dict(saved["a_opt"])
         sched.load_state_dict(saved["sched"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        random.setstate(saved["rng"]["python"])
-        np.random.set_state(saved["rng"]["numpy"])
+        set_rng_state(saved["rng"])
         history, wall_s, start_epoch = saved["history"], saved["wall_s"], saved["epoch"]
     out.mkdir(parents=True, exist_ok=True)
     summary = None
@@ -303,12 +289,13 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
         wall_s += record["wall_s"]
         record["genotype"] = derive_genotype(net).to_dict()
         history.append(record)
-        save_checkpoint(ckpt_path, {
-            "kind": "kmix-search", "config": _config_dict(cfg), "epoch": epoch + 1, "model": net.state_dict(),
+        save_state(ckpt_path, SEARCH_KIND, {
+            "config": _config_dict(cfg), "epoch": epoch + 1, "model": net.state_dict(),
             "w_opt": w_opt.state_dict(), "a_opt": a_opt.state_dict(), "sched": sched.state_dict(),
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
-            "history": history, "wall_s": wall_s, "info": info.to_dict(),
+            "rng": rng_state(), "history": history, "wall_s": wall_s, "info": info.to_dict(),
         })
+        if stop_after_epochs is not None and epoch + 1 >= stop_after_epochs:
+            raise RunStopped(f"search stopped after epoch {epoch + 1} (stop_after_epochs={stop_after_epochs})")
         summary = _outputs(out, cfg, net, history, facts, wall_s, done=epoch + 1 == cfg.epochs)
         if not cfg.quiet:
             tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: {record['wall_s']:.1f}s, train loss "

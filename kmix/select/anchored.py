@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from kmix.mix import MixParams, sample_boxes, sample_dirichlet
+from kmix.runs import Stream, generator_for
 
 
 def default_anchor_phi(alpha_rest: Sequence[float]) -> float:
@@ -31,8 +31,7 @@ def default_anchor_phi(alpha_rest: Sequence[float]) -> float:
 
 def chunk_generator(seed: int, chunk_id: int) -> torch.Generator:
     """A CPU generator for chunk `chunk_id` of a run seeded `seed` (independent streams per chunk)."""
-    state = np.random.SeedSequence([int(seed), int(chunk_id)]).generate_state(2, dtype=np.uint32)
-    return torch.Generator().manual_seed(int(state[0]) << 31 ^ int(state[1]))
+    return generator_for(Stream.ANCHOR, seed, chunk_id)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from kmix.io import atomic_write, write_csv_atomic, write_json_atomic, write_text_atomic
+from kmix.runs import check_resume, lock_run_folder
 from kmix.select.score import ScoreConfig, ScoreSpec, run_score
 from kmix.select.subsample import BASELINES, CCS_BINS, ORDERS, SAMPLINGS, SubsampleConfig, run_subsample
 
@@ -211,12 +212,7 @@ def _check_same_settings(path: Path, settings: dict) -> None:
         if old.get("equal_steps"):
             raise ValueError(f"{path.parent} holds a curve made with --equal-steps by an older kmix (its run folders "
                              "are not named by budget); choose another --out")
-        defaults = _defaults()
-        diff = [f"{k}: {old.get(k, defaults[k])!r} -> {settings.get(k)!r}" for k in RUN_DEFINING
-                if old.get(k, defaults[k]) != settings.get(k)]
-        if diff:
-            raise ValueError(f"{path.parent} holds a curve made with other settings ({'; '.join(diff)}); "
-                             "choose another --out")
+        check_resume(old, settings, RUN_DEFINING, source=path.parent, what="curve", defaults=_defaults())
 
 
 def _read_runs(path: Path) -> list[dict]:
@@ -323,11 +319,15 @@ def run_prune_curve(config: PruneCurveConfig, *, train=train_run) -> dict:
 
     `train(config, run_dir, seed, subset, epochs, record=...) -> summary` trains one run (default
     `train_run`); another callable can stand in for it (a scheduler that submits jobs, or a test)."""
+    config.validate()
+    with lock_run_folder(config.out, "kmix prune-curve"):
+        return _run_prune_curve(config, train)
+
+
+def _run_prune_curve(config: PruneCurveConfig, train) -> dict:
     from tqdm import tqdm
 
-    config.validate()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     settings = json.loads(json.dumps({**asdict(config), "score": asdict(config.score)}))  # JSON-normalised
     _check_same_settings(out / "config.json", settings)
     write_json_atomic(out / "config.json", settings)

@@ -31,15 +31,16 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from kmix.devices import resolve_device
+from kmix.io import file_sha256, write_json_atomic
 from kmix.mix import SoftTargetCrossEntropy, apply_cutmix, mix_labels
+from kmix.runs import RunStopped, check_resume, load_state, lock_run_folder, save_state
 from kmix.select.anchored import AnchoredSampler, chunk_generator, default_anchor_phi
 from kmix.select.bank import ImageBank, dataset_labels
-from kmix.io import write_json_atomic
 from kmix.select.methods import ScoreMethod, register_score_method
 from kmix.select.scores_file import write_scores
-from kmix.train.checkpoint import save_checkpoint
 
 STD_DDOF = 0  # population std of the M losses
+CHUNK_KIND = "kmix-score-chunk"
 
 
 @dataclass(frozen=True)
@@ -203,9 +204,8 @@ def _check_fingerprint(chunk_dir: Path, fingerprint: dict) -> None:
     path = chunk_dir / "spec.json"
     if path.is_file():
         old = json.loads(path.read_text())
-        if old != fingerprint:
-            raise ValueError(f"{chunk_dir} holds chunks of a run with other settings ({old}) than this one "
-                             f"({fingerprint}); delete that folder or choose another --out")
+        check_resume(old, fingerprint, sorted(set(old) | set(fingerprint)), source=chunk_dir, what="set of chunks",
+                     hint="delete that folder or choose another --out")
     else:
         write_json_atomic(path, fingerprint)
 
@@ -213,13 +213,15 @@ def _check_fingerprint(chunk_dir: Path, fingerprint: dict) -> None:
 def score_losses(model: nn.Module, dataset: Dataset, num_classes: int, spec: ScoreSpec, *,
                  batch_size: int = 256, device: str | torch.device = "cpu", quiet: bool = True,
                  chunk_dir: str | os.PathLike | None = None, fingerprint: dict | None = None,
-                 rank: int = 0, world_size: int = 1, counters: dict | None = None) -> torch.Tensor | None:
+                 rank: int = 0, world_size: int = 1, counters: dict | None = None,
+                 stop_after_chunks: int | None = None) -> torch.Tensor | None:
     """Losses (N, draws) of every image as anchor; None on a rank that cannot assemble them (yet).
 
     With `chunk_dir`, finished chunks are saved there and reused; rank r of `world_size` scores
     chunks r, r + W, ...; the full matrix is returned once every chunk is available (on rank 0, or
     on any rank when a torch.distributed process group gathers the chunks). `counters["scored"]`
     is set to the number of composites this call scored (reused chunks excluded).
+    `stop_after_chunks=N` raises kmix.runs.RunStopped once this call has saved N chunks (resume tests).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
@@ -251,9 +253,12 @@ def score_losses(model: nn.Module, dataset: Dataset, num_classes: int, spec: Sco
     for c in todo:
         losses = score_chunk(model, bank, onehot, spec, c, batch_size)
         if chunk_dir is not None:
-            save_checkpoint(_chunk_path(chunk_dir, c), {"chunk": c, "losses": losses})
+            save_state(_chunk_path(chunk_dir, c), CHUNK_KIND, {"chunk": c, "losses": losses})
         done[c] = losses
         bar.update(losses.shape[0])
+        if stop_after_chunks is not None and len(done) >= stop_after_chunks:
+            bar.close()
+            raise RunStopped(f"scoring stopped after {len(done)} chunk(s) (stop_after_chunks={stop_after_chunks})")
     bar.close()
     if counters is not None:
         counters["scored"] = sum(t.numel() for t in done.values())
@@ -271,7 +276,7 @@ def score_losses(model: nn.Module, dataset: Dataset, num_classes: int, spec: Sco
         if c in done:
             parts.append(done[c])
         elif chunk_dir is not None and _chunk_path(chunk_dir, c).is_file():
-            parts.append(torch.load(_chunk_path(chunk_dir, c), weights_only=True)["losses"])
+            parts.append(load_state(_chunk_path(chunk_dir, c), CHUNK_KIND, label="score chunk")["losses"])
         else:
             return None  # another rank has not finished chunk c yet
     return torch.cat(parts)
@@ -339,10 +344,11 @@ def _score_and_write(config: ScoreConfig, checkpoint: str, model: nn.Module, met
     chunk_dir = out.with_name(out.name + ".chunks")
     counters: dict = {}
     t0 = time.perf_counter()
-    losses = score_losses(model, dataset, meta["num_classes"], config.spec, batch_size=config.batch_size,
-                          device=device, quiet=config.quiet, chunk_dir=chunk_dir,
-                          fingerprint={"checkpoint": os.path.abspath(checkpoint), "data": config.data},
-                          rank=rank, world_size=world_size, counters=counters)
+    with lock_run_folder(chunk_dir, "kmix score", name=f".kmix.lock.rank{rank}"):  # one process per shard
+        losses = score_losses(model, dataset, meta["num_classes"], config.spec, batch_size=config.batch_size,
+                              device=device, quiet=config.quiet, chunk_dir=chunk_dir,
+                              fingerprint={"checkpoint_sha256": file_sha256(checkpoint), "data": config.data},
+                              rank=rank, world_size=world_size, counters=counters)
     wall = time.perf_counter() - t0
     n = len(dataset)
     summary = {"n": n, "draws": config.spec.draws, "wall_s": round(wall, 3), "scored_composites": counters["scored"],

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kmix.io import write_json_atomic
+from kmix.runs import check_resume, lock_run_folder
 from kmix.sweep.plan import PlannedRun, SweepConfig, plan_sweep
 from kmix.sweep.runfolder import RunFolder, read_run
-from kmix.train.config import RUN_DEFINING
+from kmix.train.config import RUN_DEFINING, default_values
 
 
 def run_sweep(config: SweepConfig, *, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -22,6 +23,11 @@ def run_sweep(config: SweepConfig, *, log: Callable[[str], None] = print) -> dic
     it with the run named (rerunning the same command continues after the fix)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError("kmix sweep runs in one process; use torchrun with kmix train for several GPUs")
+    with lock_run_folder(config.out, "kmix sweep"):
+        return _sweep(config, log)
+
+
+def _sweep(config: SweepConfig, log: Callable[[str], None]) -> dict[str, Any]:
     plan = plan_sweep(config)
     folders = {run.out: _existing(run) for run in plan}
     write_json_atomic(Path(config.out) / "sweep.json", {
@@ -87,11 +93,8 @@ def _existing(run: PlannedRun) -> RunFolder | None:
         return None
     folder = read_run(run.out)
     planned = run.config.to_dict()
-    diff = [f"{k}: {folder.config.get(k)!r} -> {planned.get(k)!r}" for k in RUN_DEFINING
-            if folder.config.get(k) != planned.get(k)]
-    if diff:
-        raise ValueError(f"{run.out} holds a run with other settings ({'; '.join(diff)}); "
-                         f"choose another --out or restore the settings")
+    check_resume(folder.config, planned, RUN_DEFINING, source=run.out, defaults=default_values(),
+                 hint="choose another --out or restore the settings")
     done = max(folder.epochs_done, (folder.summary or {}).get("epochs") or 0)
     if done > run.config.epochs:
         raise ValueError(f"{run.out} has already trained {done} epochs, more than epochs={run.config.epochs}")

@@ -1,32 +1,29 @@
-"""Checkpoints: atomic writes, clear errors on missing/corrupt files, and rebuilding a model from one."""
+"""Model checkpoints: atomic tagged writes (kmix.runs), clear errors on missing/corrupt files, and rebuilding a model from one."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from kmix.io import atomic_write
 from kmix.models import Normalized, build_model
+from kmix.runs import load_state, save_state
+
+
+TRAIN_KIND = "kmix-train"  # the kind tag of last.pt / best.pt (and every model checkpoint kmix reads)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write `state` to `path` atomically (temp file in the same folder, fsync, rename)."""
-    atomic_write(path, lambda f: torch.save(state, f))
+    """Write a model checkpoint atomically (temp file in the same folder, fsync, rename), tagged kmix-train."""
+    save_state(path, TRAIN_KIND, state)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict, naming the file in the error when it is missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # truncated/corrupt pickle or zip
-        raise ValueError(f"checkpoint {path} is corrupt or not a torch checkpoint: {err}") from err
-    if not isinstance(state, dict) or "model" not in state or "model_meta" not in state:
+    """Load a kmix model checkpoint, naming the file in the error when it is missing, unreadable or not one."""
+    state = load_state(path, TRAIN_KIND, label="checkpoint", untagged_keys=("model", "model_meta"),
+                       map_location=map_location)
+    if "model" not in state or "model_meta" not in state:
         raise ValueError(f"checkpoint {path} is not a kmix checkpoint (needs 'model' and 'model_meta' keys)")
     return state
 

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from kmix.data.device_loader import DeviceLoader
 from kmix.data.info import DatasetInfo
-from kmix.data.order import derive_seed
+from kmix.runs import Stream, generator_for
 from kmix.data.registry import DATASET_NAMES, build_dataset
 from kmix.data.subset import load_indices, subset_dataset
 from kmix.train.config import TrainConfig
@@ -73,7 +73,7 @@ def check_eval_split(config: TrainConfig) -> None:
 def stratified_holdout(targets: list[int], fraction: float, seed: int = VAL_SPLIT_SEED) -> list[int]:
     """A seeded per-class hold-out: round(fraction * n_c) items of each class c (at least 1 if n_c > 1), sorted."""
     labels = torch.as_tensor(targets)
-    gen = torch.Generator().manual_seed(derive_seed(seed, 11))
+    gen = generator_for(Stream.VAL_SPLIT, seed)
     held: list[int] = []
     for c in torch.unique(labels).tolist():
         members = torch.nonzero(labels == c).flatten()

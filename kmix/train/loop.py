@@ -17,6 +17,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,24 +31,23 @@ from kmix.data.transforms import cutout
 from kmix.devices import resolve_device
 from kmix.io import write_json_atomic, write_text_atomic
 from kmix.mix import SoftTargetCrossEntropy, soft_targets
+from kmix.runs import (RunFolderBusy, RunStopped, Stream, check_resume, generator_for, lock_run_folder, rng_state, seed_everything,
+                       seed_for, set_rng_state)
 from kmix.train import distributed as D
 from kmix.train.build import (autocast, build_mixer, build_network, build_optimizer, build_scheduler,
                               check_amp, compute_loss, resolve_model_kwargs)
 from kmix.train.checkpoint import load_checkpoint, model_meta, save_checkpoint
-from kmix.train.config import RUN_DEFINING, TrainConfig, save_config
+from kmix.train.config import RUN_DEFINING, TrainConfig, default_values, save_config
 from kmix.train.data_setup import build_train_data
 from kmix.train.dynamics import DynamicsRecorder
 from kmix.train.evaluate import evaluate, evaluate_batches
 from kmix.train.plots import plot_curves
-from kmix.train.sampling import EpochBatchSampler, SeededItems, batches_per_epoch, derive_seed
-from kmix.train.state import rng_state, seed_everything, set_rng_state
+from kmix.train.sampling import EpochBatchSampler, SeededItems, batches_per_epoch
 
 SYNC_EVERY = 25  # steps between host syncs (loss read-back, NaN check, progress line)
-# seed streams: (seed, ..., stream) never collide across uses
-MIX_STREAM, RANK_STREAM, LOADER_STREAM, CUTOUT_STREAM, AUGMENT_STREAM = 3, 4, 5, 6, 7
 
 
-class TrainingStopped(Exception):
+class TrainingStopped(RunStopped):
     """Raised by `fit(..., stop_after_steps=N)` right after step N's checkpoint: an interruption on purpose."""
 
 
@@ -67,9 +67,27 @@ def fit(config: TrainConfig, *, stop_after_steps: int | None = None) -> dict[str
     device = resolve_device(config.device, dist_info.local_rank)
     dist_info = D.setup(device)
     try:
-        return _Run(config, device, dist_info, stop_after_steps).train()
+        config = config.replace(out=config.out or D.broadcast_object(default_out(config), dist_info))
+        with _run_folder_lock(config.out, dist_info):
+            return _Run(config, device, dist_info, stop_after_steps).train()
     finally:
         D.teardown(dist_info)
+
+
+@contextmanager
+def _run_folder_lock(out: str, dist_info: D.DistInfo) -> Iterator[None]:
+    """Rank 0 holds the run folder's lock (kmix.runs.lock_run_folder); every rank fails alike when it is busy."""
+    with ExitStack() as stack:
+        busy = None
+        if dist_info.is_main:
+            try:
+                stack.enter_context(lock_run_folder(out, "kmix train"))
+            except RunFolderBusy as err:
+                busy = str(err)
+        busy = D.broadcast_object(busy, dist_info)
+        if busy:
+            raise RunFolderBusy(busy)
+        yield
 
 
 def default_out(config: TrainConfig) -> str:
@@ -113,9 +131,8 @@ class _Run:
         self.stop_after_steps = stop_after_steps
         self.device = device
         check_amp(config.amp, device)
-        out = config.out if config.out else D.broadcast_object(default_out(config), dist_info)
-        self.config = config = config.replace(out=out)
-        self.out = Path(out)
+        self.config = config
+        self.out = Path(config.out)
         self.last_path, self.best_path = self.out / "last.pt", self.out / "best.pt"
         resume_state = self._resume_state()
 
@@ -162,7 +179,7 @@ class _Run:
         if resume_state is not None:
             self._load(resume_state)
         else:
-            seed_everything(derive_seed(config.seed, dist_info.rank, RANK_STREAM))  # per-rank dropout etc.
+            seed_everything(seed_for(Stream.RANK, config.seed, dist_info.rank))  # per-rank dropout etc.
         self.ddp = (DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
                     if dist_info.enabled else self.model)
         self.writer = None
@@ -195,13 +212,9 @@ class _Run:
             self._say(f"no {self.last_path} yet: starting a new run")
             return None
         state = load_checkpoint(self.last_path)
-        saved = state.get("config", {})
-        now = cfg.to_dict()
-        diff = [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in RUN_DEFINING
-                if saved.get(k, TrainConfig.__dataclass_fields__[k].default) != now.get(k)]
-        if diff:
-            raise ValueError(f"cannot resume {self.last_path}: the run was started with other settings ("
-                             + "; ".join(diff) + ")")
+        check_resume(state.get("config", {}), cfg.to_dict(), RUN_DEFINING, source=self.last_path,
+                     defaults=default_values(),
+                     hint="resume it with the settings it was started with, or choose another --out")
         recorded = "dynamics" in state
         if recorded != cfg.record_dynamics:
             raise ValueError(
@@ -296,7 +309,7 @@ class _Run:
         batch's indices into the full training set (on the device for the device pipeline, else on the CPU)."""
         cfg, device = self.config, self.device
         if self.data.train_loader is not None:
-            gens = (torch.Generator().manual_seed(derive_seed(cfg.seed, self.dist.rank, step, AUGMENT_STREAM))
+            gens = (generator_for(Stream.DEVICE_AUGMENT, cfg.seed, self.dist.rank, step)
                     for step in itertools.count(self.global_step))
             yield from self.data.train_loader.epoch(self.epoch, self.step_in_epoch, gens, with_indices=True)
             return
@@ -304,7 +317,7 @@ class _Run:
                                     rank=self.dist.rank, world=self.dist.world, start_batch=self.step_in_epoch,
                                     limit_batches=cfg.limit_train_batches)
         # the loader's own generator keeps worker seeding from touching the global torch RNG
-        gen = torch.Generator().manual_seed(derive_seed(cfg.seed, self.epoch, self.step_in_epoch, LOADER_STREAM))
+        gen = generator_for(Stream.LOADER, cfg.seed, self.epoch, self.step_in_epoch)
         loader = DataLoader(SeededItems(self.train_set, cfg.seed), batch_sampler=sampler, num_workers=cfg.workers,
                             pin_memory=device.type == "cuda", generator=gen)
         # the sampler is a pure function of (seed, epoch, rank): iterated again beside the loader it names
@@ -323,11 +336,10 @@ class _Run:
         """Cutout, then the mixer (or plain soft targets), with generators seeded by the global step."""
         cfg = self.config
         if cfg.cutout:
-            x = cutout(x, cfg.cutout, torch.Generator().manual_seed(
-                derive_seed(cfg.seed, self.dist.rank, self.global_step, CUTOUT_STREAM)))
+            x = cutout(x, cfg.cutout, generator_for(Stream.CUTOUT, cfg.seed, self.dist.rank, self.global_step))
         if self.mixer is None:
             return x, soft_targets(y, self.info.num_classes, cfg.label_smoothing)
-        self.mix_generator.manual_seed(derive_seed(cfg.seed, self.dist.rank, self.global_step, MIX_STREAM))
+        self.mix_generator.manual_seed(seed_for(Stream.MIX, cfg.seed, self.dist.rank, self.global_step))
         return self.mixer(x, y, check_labels=False)  # labels were validated with the dataset: no host sync
 
     def _train_epoch(self) -> None:

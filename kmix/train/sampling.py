@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from kmix.data.order import batches_per_epoch, derive_seed, epoch_permutation  # noqa: F401 (re-exported)
+from kmix.data.order import batches_per_epoch, epoch_permutation  # noqa: F401 (re-exported)
+from kmix.runs import Stream, seed_for
 
 
 class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
@@ -61,5 +62,5 @@ class SeededItems(Dataset):
     def __getitem__(self, key: tuple[int, int]):
         epoch, index = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, epoch, index, 2))
+            torch.manual_seed(seed_for(Stream.ITEM, self.seed, epoch, index))
             return self.dataset[index]
