@@ -9,6 +9,8 @@ from typing import Sequence
 import torch
 
 from kmix.analysis.outputs import new_figure, save_figure, write_csv, write_json
+from kmix.analysis.options import EvalOptions, batch_size_option, model_classes_option, num_classes_option
+from kmix.options import data_option, option
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[int, torch.Tensor]:
@@ -50,23 +52,17 @@ def resolve_label_space(model_classes: Sequence[str], num_model_classes: int, da
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(EvalOptions):
     """`kmix eval`: checkpoint, dataset spec, optional class-subset file, evaluation subset."""
 
-    checkpoint: str
-    data: str = "digits"
-    root: str | None = None
-    out: str | None = None
-    classes: str | None = None  # class-subset file (names/wnids), matched against the model's classes
-    model_classes: str | None = None  # class order of a plain state_dict model
-    arch: str | None = None
-    num_classes: int | None = None
-    limit: int | None = None
-    batch_size: int = 128
-    image_size: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    quiet: bool = False
+    checkpoint: str = option(help="checkpoint to evaluate")
+    data: str = data_option()
+    out: str | None = option(None, "output folder", default_text="print only")
+    classes: str | None = option(None, "class-subset file (names/wnids, one per line, or JSON list), matched "
+                                       "against the model's classes")
+    model_classes: str | None = model_classes_option()
+    num_classes: int | None = num_classes_option()
+    batch_size: int = batch_size_option(256)
 
 
 def run_eval(cfg: EvalConfig) -> dict:
@@ -76,7 +72,7 @@ def run_eval(cfg: EvalConfig) -> dict:
 
     device, lm, subset = setup_eval(cfg)
     resolve_label_space(lm.class_names, lm.num_classes, (), subset)  # class subset vs model: fail before any data
-    dataset, info = load_eval_data(cfg.data, root=cfg.root, limit=cfg.limit, seed=cfg.seed,
+    dataset, info = load_eval_data(cfg.data, root=cfg.data_root, limit=cfg.limit, seed=cfg.seed,
                                    image_size=cfg.image_size, classes=subset)
     positions, mapping, eval_names = resolve_label_space(lm.class_names, lm.num_classes, info.class_names, subset)
     dataset = with_channels(dataset, info.in_chans, lm.meta.get("in_chans", info.in_chans))

@@ -16,6 +16,8 @@ from tqdm.auto import tqdm
 
 from kmix.analysis.hessian import LossOnData, Vector, hutchinson_trace, top_eigenpairs, vaxpy
 from kmix.analysis.outputs import new_figure, save_figure, write_csv, write_json
+from kmix.analysis.options import EvalOptions, limit_option
+from kmix.options import data_option, option
 
 NOISE_MODES = ("plain", "filter")
 
@@ -95,29 +97,23 @@ def loss_surface(loss: LossOnData, d1: Vector, d2: Vector, radius: float = 1.0, 
 
 
 @dataclass
-class LandscapeConfig:
+class LandscapeConfig(EvalOptions):
     """`kmix landscape`: checkpoints, evaluation data and scan settings."""
 
-    checkpoints: list[str]
-    data: str = "digits"
-    root: str | None = None
-    out: str = "landscape"
-    sigmas: list[float] = field(default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1])
-    repeats: int = 5
-    noise: str = "plain"
-    grid: int = 11
-    radius: float = 0.25
-    eigen: int = 2
-    power_iters: int = 50
-    trace_samples: int = 20
-    surface: bool = True
-    limit: int | None = 256
-    batch_size: int = 128
-    image_size: int | None = None
-    arch: str | None = None  # plain state_dict checkpoints: build them as this registry/tv:/timm: name
-    seed: int = 0
-    device: str = "auto"
-    quiet: bool = False
+    checkpoints: list[str] = option(help="one or more checkpoints", flag="--checkpoint")
+    data: str = data_option()
+    out: str = option("landscape", "output folder")
+    sigmas: list[float] = option([0.0, 0.01, 0.02, 0.05, 0.1], "noise standard deviations")
+    repeats: int = option(5, "draws per sigma > 0")
+    noise: str = option("plain", "plain: w + sigma*N(0,1) on every weight; filter: per-filter normalised direction "
+                                 "(Li et al. 2018), biases/BN untouched", choices=NOISE_MODES)
+    grid: int = option(11, "surface points per axis")
+    radius: float = option(0.25, "surface extent along each unit eigenvector, in weight-space L2 units")
+    eigen: int = option(2, "top eigenvalues to compute, >= 2 for the surface")
+    power_iters: int = option(50, "max power iterations per eigenvalue")
+    trace_samples: int = option(20, "Hutchinson samples, 0 = skip")
+    surface: bool = option(True, "skip the 2-D surface", flag="--no-surface")
+    limit: int | None = limit_option(256)
 
     def validate(self) -> None:
         if not self.checkpoints:
@@ -148,7 +144,7 @@ def run_landscape(cfg: LandscapeConfig) -> dict:
 
     cfg.validate()
     device = resolve_device(cfg.device)
-    dataset, info = load_eval_data(cfg.data, root=cfg.root, limit=cfg.limit, seed=cfg.seed, image_size=cfg.image_size)
+    dataset, info = load_eval_data(cfg.data, root=cfg.data_root, limit=cfg.limit, seed=cfg.seed, image_size=cfg.image_size)
     batches_by_chans: dict[int, list] = {}  # loaded once per input-channel count, shared by the checkpoints
     out = Path(cfg.out)
     sigma_rows, models = [], []

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from kmix.analysis.outputs import new_figure, save_figure, write_csv, write_json
+from kmix.analysis.options import EvalOptions, limit_option, model_classes_option, num_classes_option
+from kmix.options import data_option, option
 
 
 def msp_anomaly_score(logits: torch.Tensor) -> torch.Tensor:
@@ -42,24 +44,18 @@ def ood_metrics(in_scores, ood_scores) -> dict:
 
 
 @dataclass
-class OODConfig:
+class OODConfig(EvalOptions):
     """`kmix ood`: checkpoint, in-distribution and OOD data specs, optional class subset, evaluation subset."""
 
-    checkpoint: str
-    ood_data: str
-    in_data: str = "digits"
-    root: str | None = None
-    out: str = "ood"
-    classes: str | None = None  # class-subset file: MSP over these classes' logits, in-data restricted to them
-    model_classes: str | None = None  # class order of a plain state_dict model
-    arch: str | None = None
-    num_classes: int | None = None
-    limit: int | None = 1000
-    batch_size: int = 128
-    image_size: int | None = None
-    seed: int = 0
-    device: str = "auto"
-    quiet: bool = False
+    checkpoint: str = option(help="checkpoint to evaluate")
+    ood_data: str = option(help="OOD dataset spec, e.g. an ImageFolder path (ImageNet-O)")
+    in_data: str = data_option(help="in-distribution dataset spec")
+    out: str = option("ood", "output folder")
+    classes: str | None = option(None, "class-subset file (names/wnids, one per line, or JSON list): MSP over "
+                                       "these classes' logits, in-data restricted to them")
+    model_classes: str | None = model_classes_option()
+    num_classes: int | None = num_classes_option()
+    limit: int | None = limit_option(1000)
 
 
 def run_ood(cfg: OODConfig) -> dict:
@@ -71,12 +67,12 @@ def run_ood(cfg: OODConfig) -> dict:
 
     device, lm, subset = setup_eval(cfg)
     positions = class_positions(lm.class_names, subset) if subset else None
-    in_ds, in_info = load_eval_data(cfg.in_data, root=cfg.root, limit=cfg.limit, seed=cfg.seed,
+    in_ds, in_info = load_eval_data(cfg.in_data, root=cfg.data_root, limit=cfg.limit, seed=cfg.seed,
                                     image_size=cfg.image_size, classes=subset)
     ood_size = cfg.image_size
     if ood_size is None and cfg.ood_data not in DATASET_NAMES:  # an ImageFolder: resize to the in-data size
         ood_size = in_info.input_size
-    ood_ds, ood_info = load_eval_data(cfg.ood_data, root=cfg.root, limit=cfg.limit, seed=cfg.seed, image_size=ood_size)
+    ood_ds, ood_info = load_eval_data(cfg.ood_data, root=cfg.data_root, limit=cfg.limit, seed=cfg.seed, image_size=ood_size)
     in_ds = with_channels(in_ds, in_info.in_chans, lm.meta.get("in_chans", in_info.in_chans))
     ood_ds = with_channels(ood_ds, ood_info.in_chans, lm.meta.get("in_chans", in_info.in_chans))
     in_logits, _ = collect_logits(lm.model, make_loader(in_ds, cfg.batch_size), device, positions, cfg.quiet, "in-data")

@@ -10,29 +10,24 @@ from tqdm.auto import tqdm
 
 from kmix.analysis.attacks import fgsm, pgd
 from kmix.analysis.outputs import new_figure, save_figure, write_csv, write_json
+from kmix.analysis.options import EvalOptions, limit_option
+from kmix.options import data_option, option
 
 
 @dataclass
-class AttackConfig:
+class AttackConfig(EvalOptions):
     """Target checkpoint, substitutes, eps list in /255 units, PGD settings, evaluation subset."""
 
-    checkpoint: str
-    substitutes: list[str] = field(default_factory=list)
-    data: str = "digits"
-    root: str | None = None
-    out: str = "attack"
-    eps: list[float] = field(default_factory=lambda: [8.0])  # in pixel units /255
-    steps: int = 10
-    step_size: float | None = None  # /255; default 2.5 * eps / steps
-    random_start: bool = True
-    whitebox_pgd: bool = True
-    limit: int | None = 512
-    batch_size: int = 128
-    image_size: int | None = None
-    arch: str | None = None  # plain state_dict target: its registry/tv:/timm: name
-    seed: int = 0
-    device: str = "auto"
-    quiet: bool = False
+    checkpoint: str = option(help="target checkpoint")
+    substitutes: list[str] = option([], "kmix checkpoints to craft transfer PGD on", flag="--substitute", nargs="*")
+    data: str = data_option()
+    out: str = option("attack", "output folder")
+    eps: list[float] = option([8.0], "L-inf radii in /255 units")
+    steps: int = option(10, "PGD steps")
+    step_size: float | None = option(None, "PGD step in /255 units", default_text="2.5*eps/steps")
+    random_start: bool = option(True, "start PGD at the clean image", flag="--no-random-start")
+    whitebox_pgd: bool = option(True, "skip white-box PGD on the target", flag="--no-whitebox-pgd")
+    limit: int | None = limit_option(512)
 
     def validate(self) -> None:
         for c in [self.checkpoint, *self.substitutes]:
@@ -70,7 +65,7 @@ def run_attack(cfg: AttackConfig) -> dict:
         if s.meta.get("in_chans") != target.meta.get("in_chans"):
             raise ValueError(f"substitute {s.label} takes {s.meta.get('in_chans')} channels, "
                              f"target takes {target.meta.get('in_chans')}")
-    dataset, info = load_eval_data(cfg.data, root=cfg.root, limit=cfg.limit, seed=cfg.seed, image_size=cfg.image_size)
+    dataset, info = load_eval_data(cfg.data, root=cfg.data_root, limit=cfg.limit, seed=cfg.seed, image_size=cfg.image_size)
     check_labels_fit(info, target.num_classes)
     dataset = with_channels(dataset, info.in_chans, target.meta.get("in_chans", info.in_chans))
     # (attack name, source label, kind, source model); a substitute file may be the target itself (white-box)

@@ -1,0 +1,115 @@
+"""Command-line options built from a config dataclass's fields, and the config's values back from the parsed flags.
+
+Each option's help, choices and shown default come from the field (`kmix.options` lists the metadata keys), so
+a default lives in one place. Options default to "not given" (argparse.SUPPRESS): `given_values` returns only the
+flags on the command line (plus a field's cli_default), so a recipe or the dataclass fills the rest.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import MISSING, Field, fields
+from fractions import Fraction
+from typing import Any, Callable, Iterable
+
+_SCALARS: dict[str, Callable[[str], Any]] = {"int": int, "float": float, "str": str}
+
+
+def number(text: str) -> float:
+    """A float, also written as a fraction such as 1/3."""
+    try:
+        return float(Fraction(text)) if "/" in text else float(text)
+    except (ValueError, ZeroDivisionError) as err:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from err
+
+
+def field_default(f: Field, *, cli: bool = True) -> Any:
+    """The field's default (its cli_default when `cli` and it has one); MISSING for a required field."""
+    if cli and "cli_default" in f.metadata:
+        return f.metadata["cli_default"]
+    if f.default is not MISSING:
+        return f.default
+    if f.default_factory is not MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return MISSING
+
+
+def default_text(f: Field) -> str | None:
+    """How the help shows the default: the field's default_text, else the value (None: show nothing)."""
+    if "default_text" in f.metadata:
+        return f.metadata["default_text"]
+    value = field_default(f)
+    if value is MISSING or value is None or isinstance(value, bool) or value == {}:
+        return None
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value) if value else None
+    return str(value)
+
+
+def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
+                    only: Iterable[str] | None = None, skip: Iterable[str] = (), prefix: str = "",
+                    flags: dict[str, str] | None = None, float_type: Callable[[str], Any] = float,
+                    required: Iterable[str] = ()) -> None:
+    """Add one option per field of `cls` (those in `only`, minus `skip`), dest `prefix + field name`.
+
+    flags renames options for this command (field -> flag); float_type parses float fields (e.g. `number`);
+    required fields must be given."""
+    by_name = {f.name: f for f in fields(cls)}
+    names = list(only) if only is not None else [n for n in by_name if by_name[n].metadata.get("cli", True)]
+    unknown = sorted(set(names) - set(by_name))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+    required = set(required)
+    for name in names:
+        if name in skip:
+            continue
+        f = by_name[name]
+        _add_option(parser, f, prefix + name, (flags or {}).get(name), float_type, name in required)
+
+
+def _add_option(parser, f: Field, dest: str, flag: str | None, float_type, required: bool) -> None:
+    meta = f.metadata
+    flag = flag or meta.get("flag")
+    kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
+    help_text = meta.get("help", "")
+    shown = default_text(f)
+    if shown is not None and not required:
+        help_text = f"{help_text} (default: {shown})" if help_text else f"(default: {shown})"
+    kwargs["help"] = help_text.replace("%", "%%") if help_text else None
+    default = field_default(f)
+    if "action" in meta:
+        kwargs["action"] = meta["action"]
+    elif isinstance(default, bool):
+        kwargs["action"] = "store_false" if default else "store_true"
+        flag = flag or ("--no-" if default else "--") + f.name.replace("_", "-")
+    else:
+        scalar, many = _parse_type(f, float_type)
+        kwargs["type"] = meta.get("type", scalar)
+        if "nargs" in meta or many:
+            kwargs["nargs"] = meta.get("nargs", "+")
+        for key in ("choices", "metavar"):
+            if key in meta:
+                kwargs[key] = meta[key]
+    if required:
+        kwargs["required"] = True
+    parser.add_argument(flag or "--" + f.name.replace("_", "-"), **kwargs)
+
+
+def _parse_type(f: Field, float_type) -> tuple[Callable[[str], Any], bool]:
+    """(argparse type, whether the field holds a list) from the annotation text, e.g. 'list[float]', 'int | None'."""
+    text = str(f.type).replace(" ", "")
+    first = text.split("|")[0]
+    many = first.startswith(("list[", "tuple["))
+    inner = first[first.index("[") + 1:].split(",")[0].rstrip("]") if many else first
+    scalar = _SCALARS.get(inner, str)
+    return (float_type if scalar is float else scalar), many
+
+
+def given_values(args: argparse.Namespace, cls: type, *, prefix: str = "") -> dict[str, Any]:
+    """Field -> value for the options given on the command line, and cli_default for those that were not."""
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        if hasattr(args, prefix + f.name):
+            out[f.name] = getattr(args, prefix + f.name)
+        elif "cli_default" in f.metadata:
+            out[f.name] = f.metadata["cli_default"]
+    return out
