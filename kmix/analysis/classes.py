@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from kmix.data.info import class_index
+
 
 def load_class_list(path: str | os.PathLike) -> list[str]:
     """Read class names/wnids: a JSON list (or {"classes": [...]}) or a text file, one per line, '#' comments."""
@@ -36,7 +38,7 @@ def class_positions(model_classes: Sequence[str], subset: Sequence[str]) -> list
     if not model_classes:
         raise ValueError("the model's class names are unknown, so a class subset cannot be mapped "
                          "(pass the model's class order, e.g. --model-classes FILE)")
-    index = {c: i for i, c in enumerate(model_classes)}
+    index = class_index(model_classes)
     missing = [c for c in subset if c not in index]
     if missing:
         raise ValueError(f"class subset does not match the model's classes: {len(missing)} missing, "

@@ -8,8 +8,9 @@ from typing import Sequence
 
 import torch
 
-from kmix.analysis.outputs import new_figure, save_figure, write_csv, write_json
 from kmix.analysis.options import EvalOptions, batch_size_option, model_classes_option, num_classes_option
+from kmix.analysis.outputs import new_figure, save_figure, write_csv, write_json
+from kmix.data.info import class_index
 from kmix.options import data_option, option
 
 
@@ -35,12 +36,12 @@ def resolve_label_space(model_classes: Sequence[str], num_model_classes: int, da
     if subset is not None:
         positions = class_positions(model_classes, subset)
         if dataset_classes:
-            idx = {c: i for i, c in enumerate(subset)}
+            idx = class_index(subset)
             return positions, [idx.get(c, -1) for c in dataset_classes], list(subset)
         return positions, None, list(subset)
     names = list(model_classes) or [str(i) for i in range(num_model_classes)]
     if dataset_classes and model_classes and list(dataset_classes) != list(model_classes):
-        idx = {c: i for i, c in enumerate(model_classes)}
+        idx = class_index(model_classes)
         missing = [c for c in dataset_classes if c not in idx]
         if missing:
             raise ValueError(f"dataset classes do not match the model's classes: {len(missing)} missing from the "

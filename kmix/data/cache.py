@@ -22,6 +22,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from kmix.data.info import class_index
 from kmix.io import atomic_write
 
 CACHE_FORMAT = 1
@@ -148,7 +149,7 @@ def _stack(items: list[tuple[str, np.ndarray]], classes: tuple[str, ...], source
     shapes = {a.shape for _, a in items}
     if len(shapes) > 1:
         raise ValueError(f"{source}: images have different sizes {sorted(shapes)[:3]}; pass an image size")
-    index = {c: i for i, c in enumerate(classes)}
+    index = class_index(classes)
     images = torch.from_numpy(np.stack([a for _, a in items])) if items else torch.zeros(0, 0, 0, 3, dtype=torch.uint8)
     labels = torch.tensor([index[c] for c, _ in items], dtype=torch.int64)
     return ImageArrays(images, labels, classes, source, digest)

@@ -17,7 +17,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 
 from kmix.data.arrays import ArrayDataset
 from kmix.data.cache import ImageArrays, cached, decode_archive, decode_tree, fingerprint, is_archive
-from kmix.data.info import DatasetInfo
+from kmix.data.info import DatasetInfo, class_index
 from kmix.data.transforms import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, CIFAR_SIZE, cifar_transform
 
 _TORCHVISION_CLASSES = {"cifar10": CIFAR10, "cifar100": CIFAR100}
@@ -81,7 +81,7 @@ class _TensorCifar:
         with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
             meta = pickle.load(f, encoding="latin1")
         self.classes = [str(c) for c in meta[self.meta["key"]]]
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.class_to_idx = class_index(self.classes)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.image_transform(self.images[index]), self.targets[index]

@@ -19,7 +19,7 @@ from torchvision.transforms import v2
 
 from kmix.data.arrays import ArrayDataset
 from kmix.data.cache import cached, decode_samples, fingerprint
-from kmix.data.info import DatasetInfo
+from kmix.data.info import DatasetInfo, class_index, class_index_map  # noqa: F401 (class_index_map: public here too)
 from kmix.io import write_json_atomic
 from kmix.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RESIZE_RATIO, imagenet_transform
 
@@ -121,16 +121,7 @@ class KmixImageFolder(ImageFolder):
                 more = f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""
                 raise FileNotFoundError(f"class folders missing in {directory}: {', '.join(missing[:5])}{more}")
             classes = list(self.restrict_to)
-        return classes, {c: i for i, c in enumerate(classes)}
-
-
-def class_index_map(model_classes: Sequence[str], subset_classes: Sequence[str]) -> list[int]:
-    """For each subset class, its index among the model's classes (select logits[:, map] for ImageNet-A/O)."""
-    where = {c: i for i, c in enumerate(model_classes)}
-    missing = [c for c in subset_classes if c not in where]
-    if missing:
-        raise ValueError(f"classes not among the model's {len(where)} classes: {', '.join(missing[:5])}")
-    return [where[c] for c in subset_classes]
+        return classes, class_index(classes)
 
 
 def has_holdout(path: str | os.PathLike) -> bool:

@@ -4,15 +4,14 @@ from kmix.mix.collate import MixCollate
 from kmix.mix.loss import SoftTargetCrossEntropy
 from kmix.mix.mixers import DCutMix, DMixup, KImageMix, SaliencyDCutMix
 from kmix.mix.params import MixParams
+from kmix.mix.registry import MIX_NAMES, MIXER_REGISTRY, MIXERS
 from kmix.mix.saliency import saliency_peaks, spectral_residual_saliency
 from kmix.mix.sampling import (box_sizes, place_boxes, sample_boxes, sample_dirichlet, sample_partners,
                                stick_breaking)
 from kmix.mix.targets import check_batch, soft_targets
 
-MIXERS = {"dmixup": DMixup, "dcutmix": DCutMix, "saliency-dcutmix": SaliencyDCutMix}
-
 __all__ = [
-    "DCutMix", "DMixup", "KImageMix", "MIXERS", "MixCollate", "MixParams", "SaliencyDCutMix",
+    "DCutMix", "DMixup", "KImageMix", "MIXERS", "MIXER_REGISTRY", "MIX_NAMES", "MixCollate", "MixParams", "SaliencyDCutMix",
     "SoftTargetCrossEntropy", "apply_cutmix", "apply_mixup", "box_depth_map", "box_sizes", "check_batch",
     "mix_labels", "place_boxes", "saliency_peaks", "sample_boxes", "sample_dirichlet", "sample_partners",
     "slot_weights", "soft_targets", "source_map", "spectral_residual_saliency", "stick_breaking",

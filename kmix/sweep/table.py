@@ -19,7 +19,7 @@ import numpy as np
 
 from kmix.io import write_csv_atomic, write_text_atomic
 from kmix.sweep.runfolder import RunFolder, find_runs
-from kmix.train.config import MIX_NAMES
+from kmix.mix import MIX_NAMES
 
 # config fields that say how a run was executed, not what was trained
 OPERATIONAL = frozenset({"seed", "out", "resume", "device", "workers", "threads", "quiet", "plot", "tensorboard",

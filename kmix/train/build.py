@@ -7,20 +7,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from kmix.mix import DCutMix, DMixup, SaliencyDCutMix
+from kmix.mix import MIXER_REGISTRY
 from kmix.mix.mixers import KImageMix
 from kmix.models import Normalized, build_model
 from kmix.train.config import TrainConfig
 from kmix.train.schedule import LRMultiplier
 
-# mix name -> (mixer class, fixed K or None for config.k); "none" trains on the plain images
-MIX_CLASSES: dict[str, tuple[type[KImageMix], int | None]] = {
-    "mixup": (DMixup, 2),
-    "cutmix": (DCutMix, 2),
-    "dmixup": (DMixup, None),
-    "dcutmix": (DCutMix, None),
-    "saliency-dcutmix": (SaliencyDCutMix, None),
-}
 
 
 def check_amp(amp: str, device: torch.device) -> None:
@@ -61,8 +53,8 @@ def build_mixer(config: TrainConfig, num_classes: int, generator: torch.Generato
     """The mixer named by config.mix (None for 'none'), drawing from `generator`."""
     if config.mix == "none":
         return None
-    cls, fixed_k = MIX_CLASSES[config.mix]
-    return cls(num_classes=num_classes, k=fixed_k or config.k, alpha=config.alpha, p=config.p,
+    entry = MIXER_REGISTRY[config.mix]
+    return entry.cls(num_classes=num_classes, k=entry.fixed_k or config.k, alpha=config.alpha, p=config.p,
                label_smoothing=config.label_smoothing, generator=generator)
 
 

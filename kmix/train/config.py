@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 
 from kmix.io import write_text_atomic
+from kmix.mix.registry import MIX_NAMES
 
-MIX_NAMES = ("none", "mixup", "cutmix", "dmixup", "dcutmix", "saliency-dcutmix")
 SCHEDULES = ("step", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
 LOADERS = ("auto", "device", "workers")
