@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,43 @@ from kmix.train.plots import plot_curves
 from kmix.train.sampling import EpochBatchSampler, SeededItems, batches_per_epoch
 
 SYNC_EVERY = 25  # steps between host syncs (loss read-back, NaN check, progress line)
+
+
+@dataclass
+class Progress:
+    """Where a run stands besides its weights and RNGs: the counters a checkpoint holds and the log reads."""
+
+    epoch: int = 0  # completed epochs
+    step_in_epoch: int = 0  # batches of the current epoch already trained on
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)  # one record per finished epoch
+    best_top1_err: float = math.inf
+    best_epoch: int = 0
+    loss_sum: float = 0.0  # this epoch's synced steps: summed loss x batch, images, seconds of data + steps
+    images: int = 0
+    train_s: float = 0.0
+    wall_before: float = 0.0  # wall seconds of the earlier sessions of this run
+
+    def finish_epoch(self, record: dict[str, Any]) -> None:
+        """Append the epoch's record and start the next epoch's counters."""
+        self.history.append(record)
+        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        self.loss_sum, self.images, self.train_s = 0.0, 0, 0.0
+
+    def state(self, wall_s: float) -> dict[str, Any]:
+        """The checkpoint's keys for it (the format of every kmix checkpoint so far)."""
+        return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+                "history": list(self.history), "best_top1_err": self.best_top1_err, "best_epoch": self.best_epoch,
+                "epoch_accum": {"loss_sum": self.loss_sum, "images": self.images, "train_s": self.train_s},
+                "wall_s": wall_s}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Progress:
+        accum = state["epoch_accum"]
+        return cls(epoch=state["epoch"], step_in_epoch=state["step_in_epoch"], global_step=state["global_step"],
+                   history=list(state["history"]), best_top1_err=state["best_top1_err"],
+                   best_epoch=state["best_epoch"], loss_sum=accum["loss_sum"], images=accum["images"],
+                   train_s=accum["train_s"], wall_before=state["wall_s"])
 
 
 class TrainingStopped(RunStopped):
@@ -168,14 +206,8 @@ class _Run:
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16")
         self.meta = model_meta(config.model, self.info, **self.model_kwargs)
 
-        self.epoch = 0  # completed epochs
-        self.step_in_epoch = 0  # batches of the current epoch already trained on
-        self.global_step = 0
-        self.history: list[dict[str, Any]] = []
-        self.best_top1, self.best_epoch = math.inf, 0
-        self.accum = {"loss_sum": 0.0, "images": 0, "train_s": 0.0}
+        self.progress = Progress()
         self.pending: list[torch.Tensor] = []  # losses of the steps since the last host sync
-        self.wall_before = 0.0
         if resume_state is not None:
             self._load(resume_state)
         else:
@@ -232,12 +264,7 @@ class _Run:
         fresh = build_scheduler(self.config, torch.optim.SGD([torch.zeros(1)], lr=1.0), self.steps_per_epoch)
         self.scheduler.lr_lambdas = fresh.lr_lambdas
         self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.step_in_epoch = state["epoch"], state["step_in_epoch"]
-        self.global_step = state["global_step"]
-        self.history = list(state["history"])
-        self.best_top1, self.best_epoch = state["best_top1_err"], state["best_epoch"]
-        self.accum = dict(state["epoch_accum"])
-        self.wall_before = state["wall_s"]
+        self.progress = Progress.from_state(state)
         if self.dynamics is not None:
             self.dynamics.load_state_dict(state["dynamics"])
         rngs = state["rng"]
@@ -245,7 +272,7 @@ class _Run:
             raise ValueError(f"checkpoint {self.last_path} was written by {len(rngs)} process(es); "
                              f"resume it with the same number (now {self.dist.world})")
         set_rng_state(rngs[self.dist.rank])
-        self._say(f"resumed {self.last_path} at epoch {self.epoch + 1}, step {self.step_in_epoch}"
+        self._say(f"resumed {self.last_path} at epoch {self.progress.epoch + 1}, step {self.progress.step_in_epoch}"
                   f"/{self.steps_per_epoch}")
 
     def _checkpoint_state(self) -> dict[str, Any]:
@@ -253,21 +280,22 @@ class _Run:
         return {
             "model": self.model.net.state_dict(), "model_meta": self.meta, "config": self.config.to_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "epoch": self.epoch, "step_in_epoch": self.step_in_epoch,
-            "global_step": self.global_step, "history": list(self.history), "best_top1_err": self.best_top1,
-            "best_epoch": self.best_epoch, "epoch_accum": dict(self.accum),
-            "wall_s": self.wall_before + (time.perf_counter() - self.t_start), "rng": rngs,
+            "scaler": self.scaler.state_dict(), **self.progress.state(self._wall_s()), "rng": rngs,
             "mix_generator": self.mix_generator.get_state(), "loader": self.data.loader, "data": self.data.record(),
             **({"dynamics": self.dynamics.state_dict()} if self.dynamics is not None else {}),
-            "data_order": {"seed": self.config.seed, "epoch": self.epoch, "start_batch": self.step_in_epoch,
+            "data_order": {"seed": self.config.seed, "epoch": self.progress.epoch, "start_batch": self.progress.step_in_epoch,
                            "rule": "kmix.data.order.epoch_permutation(n, seed, epoch)"},
         }
+
+    def _wall_s(self) -> float:
+        """Wall seconds of the run so far, earlier sessions included."""
+        return self.progress.wall_before + (time.perf_counter() - self.t_start)
 
     def _save_last(self) -> None:
         bad = [n for n, p in self.model.net.named_parameters() if not torch.isfinite(p).all()]
         if bad:  # every rank holds the same weights, so every rank stops here
-            raise FloatingPointError(f"parameters {bad[:3]} became non-finite at epoch {self.epoch + 1}, "
-                                     f"step {self.step_in_epoch}; kept the last good checkpoint {self.last_path}")
+            raise FloatingPointError(f"parameters {bad[:3]} became non-finite at epoch {self.progress.epoch + 1}, "
+                                     f"step {self.progress.step_in_epoch}; kept the last good checkpoint {self.last_path}")
         state = self._checkpoint_state()
         if self.dist.is_main:
             save_checkpoint(self.last_path, state)
@@ -284,11 +312,11 @@ class _Run:
             if cfg.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.writer = SummaryWriter(log_dir=str(self.out), purge_step=self.epoch + 1)
+                self.writer = SummaryWriter(log_dir=str(self.out), purge_step=self.progress.epoch + 1)
             self._say(f"training on {len(self.train_set)} images ({self.data.loader} pipeline), evaluating on "
                       f"{self.data.eval_images} {self.data.eval_split} images")
         try:
-            while self.epoch < cfg.epochs:
+            while self.progress.epoch < cfg.epochs:
                 self._train_epoch()
                 self._end_epoch()
         finally:
@@ -299,8 +327,8 @@ class _Run:
             self._save_dynamics()
         if self.dist.is_main:
             write_json_atomic(self.out / "summary.json", summary)
-            if cfg.plot and self.history:
-                plot_curves(self.history, self.out / "curves.png",
+            if cfg.plot and self.progress.history:
+                plot_curves(self.progress.history, self.out / "curves.png",
                             title=f"{Path(cfg.data).name} {cfg.model} {cfg.mix} (K={cfg.k}, alpha={cfg.alpha:g})")
         return summary
 
@@ -310,14 +338,14 @@ class _Run:
         cfg, device = self.config, self.device
         if self.data.train_loader is not None:
             gens = (generator_for(Stream.DEVICE_AUGMENT, cfg.seed, self.dist.rank, step)
-                    for step in itertools.count(self.global_step))
-            yield from self.data.train_loader.epoch(self.epoch, self.step_in_epoch, gens, with_indices=True)
+                    for step in itertools.count(self.progress.global_step))
+            yield from self.data.train_loader.epoch(self.progress.epoch, self.progress.step_in_epoch, gens, with_indices=True)
             return
-        sampler = EpochBatchSampler(len(self.train_set), cfg.batch_size, seed=cfg.seed, epoch=self.epoch,
-                                    rank=self.dist.rank, world=self.dist.world, start_batch=self.step_in_epoch,
+        sampler = EpochBatchSampler(len(self.train_set), cfg.batch_size, seed=cfg.seed, epoch=self.progress.epoch,
+                                    rank=self.dist.rank, world=self.dist.world, start_batch=self.progress.step_in_epoch,
                                     limit_batches=cfg.limit_train_batches)
         # the loader's own generator keeps worker seeding from touching the global torch RNG
-        gen = generator_for(Stream.LOADER, cfg.seed, self.epoch, self.step_in_epoch)
+        gen = generator_for(Stream.LOADER, cfg.seed, self.progress.epoch, self.progress.step_in_epoch)
         loader = DataLoader(SeededItems(self.train_set, cfg.seed), batch_sampler=sampler, num_workers=cfg.workers,
                             pin_memory=device.type == "cuda", generator=gen)
         # the sampler is a pure function of (seed, epoch, rank): iterated again beside the loader it names
@@ -336,26 +364,26 @@ class _Run:
         """Cutout, then the mixer (or plain soft targets), with generators seeded by the global step."""
         cfg = self.config
         if cfg.cutout:
-            x = cutout(x, cfg.cutout, generator_for(Stream.CUTOUT, cfg.seed, self.dist.rank, self.global_step))
+            x = cutout(x, cfg.cutout, generator_for(Stream.CUTOUT, cfg.seed, self.dist.rank, self.progress.global_step))
         if self.mixer is None:
             return x, soft_targets(y, self.info.num_classes, cfg.label_smoothing)
-        self.mix_generator.manual_seed(seed_for(Stream.MIX, cfg.seed, self.dist.rank, self.global_step))
+        self.mix_generator.manual_seed(seed_for(Stream.MIX, cfg.seed, self.dist.rank, self.progress.global_step))
         return self.mixer(x, y, check_labels=False)  # labels were validated with the dataset: no host sync
 
     def _train_epoch(self) -> None:
         cfg = self.config
         net = self.model.net
         if hasattr(net, "drop_path_prob"):
-            net.drop_path_prob = cfg.drop_path * self.epoch / cfg.epochs
+            net.drop_path_prob = cfg.drop_path * self.progress.epoch / cfg.epochs
         self.ddp.train()
-        self.bar = tqdm(total=self.steps_per_epoch, initial=self.step_in_epoch,
-                        desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=cfg.quiet or not self.dist.is_main,
+        self.bar = tqdm(total=self.steps_per_epoch, initial=self.progress.step_in_epoch,
+                        desc=f"epoch {self.progress.epoch + 1}/{cfg.epochs}", disable=cfg.quiet or not self.dist.is_main,
                         leave=False, dynamic_ncols=True)
         self.t_mark = self.t_epoch = time.perf_counter()
-        self.images_at_epoch_start = self.accum["images"]
+        self.images_at_epoch_start = self.progress.images
         rec = self.dynamics
         if rec is not None:
-            rec.begin_epoch(self.epoch)
+            rec.begin_epoch(self.progress.epoch)
         # records come from the training pass itself when it sees the plain batch, else from an extra pass
         from_training_pass = rec is not None and self.mixer is None
         for x, y, index in self._batches():
@@ -369,12 +397,12 @@ class _Run:
             if from_training_pass:
                 rec.record(index, out[1], y)
             self.pending.append(loss)
-            self.global_step += 1
-            self.step_in_epoch += 1
+            self.progress.global_step += 1
+            self.progress.step_in_epoch += 1
             self.bar.update(1)
-            at_checkpoint = (cfg.ckpt_every_steps and self.global_step % cfg.ckpt_every_steps == 0
-                             and self.step_in_epoch < self.steps_per_epoch)
-            stop = self.stop_after_steps is not None and self.global_step >= self.stop_after_steps
+            at_checkpoint = (cfg.ckpt_every_steps and self.progress.global_step % cfg.ckpt_every_steps == 0
+                             and self.progress.step_in_epoch < self.steps_per_epoch)
+            stop = self.stop_after_steps is not None and self.progress.global_step >= self.stop_after_steps
             if at_checkpoint or stop or len(self.pending) >= SYNC_EVERY:
                 self._sync()
             if at_checkpoint or stop:
@@ -383,7 +411,7 @@ class _Run:
                 self._save_last()
                 self.t_mark = time.perf_counter()  # checkpoint writing is not training time
             if stop:
-                raise TrainingStopped(f"stopped after step {self.global_step} as asked; {self.last_path} holds it")
+                raise TrainingStopped(f"stopped after step {self.progress.global_step} as asked; {self.last_path} holds it")
         self._sync()
         if rec is not None:
             rec.flush(self.dist)  # before the epoch-end checkpoint, which holds the finished row
@@ -413,10 +441,10 @@ class _Run:
         labels = torch.as_tensor(list(base.targets), dtype=torch.int64)  # type: ignore[attr-defined]
         source = ("training forward pass (train mode, before the update)" if self.mixer is None else
                   "extra forward pass in eval mode on the unmixed augmented batch, before the update")
-        self.dynamics.save(self.out / "dynamics.pt", self.epoch, labels, {
+        self.dynamics.save(self.out / "dynamics.pt", self.progress.epoch, labels, {
             "source": source, "mix": self.config.mix, "data": self.config.data, "model": self.config.model,
             "seed": self.config.seed, "train_indices": None if self.full_index is None else self.full_index.tolist(),
-            "steps": self.global_step})
+            "steps": self.progress.global_step})
 
     def _sync(self) -> None:
         """Wait for the device: read back the pending losses (mean over ranks), stop on a non-finite one
@@ -428,7 +456,7 @@ class _Run:
             torch.distributed.all_reduce(losses)
             losses /= self.dist.world
         values = losses.tolist()
-        first_step = self.step_in_epoch - len(values)  # steps of the window: first_step + 1 ... step_in_epoch
+        first_step = self.progress.step_in_epoch - len(values)  # steps of the window: first_step + 1 ... step_in_epoch
         self.pending = []
         for j, value in enumerate(values):
             if not math.isfinite(value):
@@ -436,16 +464,16 @@ class _Run:
                     "no checkpoint had been written yet"
                 step = first_step + j + 1
                 raise FloatingPointError(
-                    f"loss is {value} at epoch {self.epoch + 1}, step {step}/{self.steps_per_epoch} (global step "
-                    f"{self.global_step - len(values) + j + 1}); stopped, {kept}. Try a lower --lr.")
-            self.accum["loss_sum"] += value * self.config.batch_size
-            self.accum["images"] += self.config.batch_size
+                    f"loss is {value} at epoch {self.progress.epoch + 1}, step {step}/{self.steps_per_epoch} (global step "
+                    f"{self.progress.global_step - len(values) + j + 1}); stopped, {kept}. Try a lower --lr.")
+            self.progress.loss_sum += value * self.config.batch_size
+            self.progress.images += self.config.batch_size
         now = time.perf_counter()
-        self.accum["train_s"] += now - self.t_mark  # data + steps since the last sync (not checkpoint writing)
+        self.progress.train_s += now - self.t_mark  # data + steps since the last sync (not checkpoint writing)
         self.t_mark = now
         if not self.bar.disable:
-            rate = (self.accum["images"] - self.images_at_epoch_start) / max(now - self.t_epoch, 1e-9)
-            self.bar.set_postfix(loss=f"{self.accum['loss_sum'] / self.accum['images']:.3f}", img_s=f"{rate:.0f}")
+            rate = (self.progress.images - self.images_at_epoch_start) / max(now - self.t_epoch, 1e-9)
+            self.bar.set_postfix(loss=f"{self.progress.loss_sum / self.progress.images:.3f}", img_s=f"{rate:.0f}")
 
     def _evaluate(self) -> dict[str, float]:
         cfg = self.config
@@ -457,27 +485,24 @@ class _Run:
 
     def _end_epoch(self) -> None:
         cfg = self.config
-        images = max(self.accum["images"], 1)
+        images = max(self.progress.images, 1)
         record: dict[str, Any] = {
-            "epoch": self.epoch + 1, "train_loss": self.accum["loss_sum"] / images,
-            "lr": self.optimizer.param_groups[0]["lr"], "img_per_s": self.accum["images"] / max(self.accum["train_s"], 1e-9),
-            "steps": self.global_step, "images": self.accum["images"], "train_s": self.accum["train_s"],
+            "epoch": self.progress.epoch + 1, "train_loss": self.progress.loss_sum / images,
+            "lr": self.optimizer.param_groups[0]["lr"], "img_per_s": self.progress.images / max(self.progress.train_s, 1e-9),
+            "steps": self.progress.global_step, "images": self.progress.images, "train_s": self.progress.train_s,
         }
-        evaluated = (self.epoch + 1) % cfg.eval_every == 0 or self.epoch + 1 == cfg.epochs
+        evaluated = (self.progress.epoch + 1) % cfg.eval_every == 0 or self.progress.epoch + 1 == cfg.epochs
         improved = False
         if evaluated:
             result = self._evaluate()
             p = self.prefix
             record.update({"eval_split": self.data.eval_split, f"{p}eval_loss": result["loss"],
                            f"{p}top1_err": result["top1_err"], f"{p}top5_err": result["top5_err"]})
-            improved = result["top1_err"] < self.best_top1
-        record["wall_s"] = self.wall_before + (time.perf_counter() - self.t_start)
-        self.history.append(record)
-        self.epoch += 1
-        self.step_in_epoch = 0
-        self.accum = {"loss_sum": 0.0, "images": 0, "train_s": 0.0}
+            improved = result["top1_err"] < self.progress.best_top1_err
+        record["wall_s"] = self._wall_s()
+        self.progress.finish_epoch(record)
         if improved:
-            self.best_top1, self.best_epoch = record[f"{self.prefix}top1_err"], record["epoch"]
+            self.progress.best_top1_err, self.progress.best_epoch = record[f"{self.prefix}top1_err"], record["epoch"]
             if self.dist.is_main:
                 save_checkpoint(self.best_path, {"model": self.model.net.state_dict(), "model_meta": self.meta,
                                                  "config": cfg.to_dict(), "epoch": record["epoch"],
@@ -507,18 +532,18 @@ class _Run:
 
     def _write_metrics(self) -> None:
         """metrics.jsonl rewritten from the checkpointed history (so a resume never duplicates lines)."""
-        write_text_atomic(self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        write_text_atomic(self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.progress.history))
 
     def _summary(self) -> dict[str, Any]:
         p = self.prefix
-        last = self.history[-1] if self.history else {}
-        train_images = sum(r["images"] for r in self.history)
-        train_s = sum(r["train_s"] for r in self.history)
+        last = self.progress.history[-1] if self.progress.history else {}
+        train_images = sum(r["images"] for r in self.progress.history)
+        train_s = sum(r["train_s"] for r in self.progress.history)
         return {
             f"{p}top1_err": last.get(f"{p}top1_err"), f"{p}top5_err": last.get(f"{p}top5_err"),
-            f"best_{p}top1_err": None if math.isinf(self.best_top1) else self.best_top1, "best_epoch": self.best_epoch,
-            **self.data.record(), "epochs": self.epoch, "steps": self.global_step,
-            "train_loss": last.get("train_loss"), "wall_s": self.wall_before + (time.perf_counter() - self.t_start),
+            f"best_{p}top1_err": None if math.isinf(self.progress.best_top1_err) else self.progress.best_top1_err, "best_epoch": self.progress.best_epoch,
+            **self.data.record(), "epochs": self.progress.epoch, "steps": self.progress.global_step,
+            "train_loss": last.get("train_loss"), "wall_s": self._wall_s(),
             "img_per_s": train_images / train_s if train_s else None,
             "params": sum(p.numel() for p in self.model.parameters()), "device": str(self.device),
             "world_size": self.dist.world, "data": self.config.data, "model": self.config.model,
