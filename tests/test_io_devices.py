@@ -1,6 +1,7 @@
 """The shared helpers every command uses: atomic writes and device resolution."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 
@@ -28,6 +29,13 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 def test_csv_writer_round_trip(tmp_path):
     path = write_csv_atomic(tmp_path / "t.csv", ["a", "b"], [[1, 2.5], [3, "x"]])
     assert path.read_text() == "a,b\n1,2.5\n3,x\n"
+    # fields a naive writer would break (commas, quotes, newlines, blanks) read back as written
+    rows = [["cat, dog", 'say "hi"'], ["two\nlines", ""], [0.1 + 0.2, -7]]
+    path = write_csv_atomic(tmp_path / "t.csv", ["name", "value"], rows)
+    with open(path, newline="", encoding="utf-8") as f:
+        back = list(csv.reader(f))
+    assert back == [["name", "value"], *[[str(v) for v in row] for row in rows]]
+    assert float(back[3][0]) == 0.1 + 0.2  # floats keep every digit
 
 
 def test_resolve_device():

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from kmix import DCutMix, DMixup, MixCollate, SaliencyDCutMix, SoftTargetCrossEntropy
+from kmix.mix import slot_weights
 
 MIXERS = [DMixup, DCutMix, SaliencyDCutMix]
 
@@ -98,10 +99,22 @@ def test_p_is_the_probability_that_a_batch_is_mixed():
 
 
 def test_label_smoothing_is_applied_before_mixing():
-    x, y = torch.rand(8, 3, 8, 8), torch.arange(8) % 4
+    """Each image's one-hot label becomes 0.85 / 0.05 (eps=0.2 over 4 classes), then the mixed target
+    is the pixel-fraction-weighted sum of those rows: 0.05 + 0.8 * (fraction of pixels from class c)."""
+    x, y = torch.rand(8, 3, 8, 8, generator=_gen(1)), torch.arange(8) % 4
     _, soft = DCutMix(num_classes=4, k=3, alpha=1.0, label_smoothing=0.2, generator=_gen(0))(x, y)
-    torch.testing.assert_close(soft.sum(1), torch.ones(8), atol=1e-6, rtol=0)
-    assert soft.min() >= 0.2 / 4 - 1e-7
+    params = DCutMix(num_classes=4, k=3, alpha=1.0, generator=_gen(0)).sample_params(x)
+    weights = slot_weights(params.boxes, 8, 8)
+    for n in range(8):
+        from_class = [0.0] * 4
+        for j in range(3):
+            from_class[int(y[params.index[n, j]])] += float(weights[n, j])
+        expected = [0.05 + 0.8 * f for f in from_class]
+        assert soft[n].tolist() == pytest.approx(expected, abs=1e-6), n
+    assert (soft.max(1).values < 0.85 - 1e-3).any(), "no row was mixed from two classes"
+    # a batch of one class: every mixed row is that class's smoothed one-hot, whatever the boxes
+    _, same = DCutMix(num_classes=4, k=3, alpha=1.0, label_smoothing=0.2, generator=_gen(0))(x, torch.full((8,), 2))
+    assert same.tolist() == [pytest.approx([0.05, 0.05, 0.85, 0.05], abs=1e-6)] * 8
 
 
 def test_alpha_may_be_a_sequence_of_k_values():
@@ -170,11 +183,23 @@ def test_mask_with_the_wrong_shape_is_refused(mixer_cls):
 
 
 def test_mix_collate_mixes_dataloader_batches():
-    data = TensorDataset(torch.rand(20, 3, 8, 8), torch.arange(20) % 5)
-    loader = DataLoader(data, batch_size=10, collate_fn=MixCollate(DCutMix(num_classes=5, k=3, generator=_gen(0))))
-    for x, y_soft in loader:
+    """Every loader batch is mixed: images change, and each soft label equals the fraction of the
+    image's pixels copied from each class (read from the pixels, not from the mixer's draws)."""
+    images, labels = torch.rand(20, 3, 8, 8, generator=_gen(1)), torch.arange(20) % 5
+    loader = DataLoader(TensorDataset(images, labels), batch_size=10,
+                        collate_fn=MixCollate(DCutMix(num_classes=5, k=3, generator=_gen(0))))
+    batches = 0
+    for b, (x, y_soft) in enumerate(loader):
+        source, source_y = images[10 * b:10 * (b + 1)], labels[10 * b:10 * (b + 1)]
         assert x.shape == (10, 3, 8, 8) and y_soft.shape == (10, 5)
-        torch.testing.assert_close(y_soft.sum(1), torch.ones(10), atol=1e-6, rtol=0)
+        # frac[n, m]: fraction of output image n's pixels equal to source image m's pixel there
+        frac = (x[:, None] == source[None]).all(dim=2).flatten(2).float().mean(2)
+        torch.testing.assert_close(frac.sum(1), torch.ones(10))  # every pixel comes from one source image
+        torch.testing.assert_close(y_soft, frac @ F.one_hot(source_y, 5).float(), atol=1e-6, rtol=0)
+        mixed_rows = int((frac.diagonal() < 1).sum())
+        assert mixed_rows >= 5, f"batch {b}: only {mixed_rows} of 10 images were mixed"
+        batches += 1
+    assert batches == 2
 
 
 def test_soft_target_cross_entropy_equals_cross_entropy_on_one_hot():
