@@ -47,12 +47,12 @@ def default_text(f: Field) -> str | None:
 
 def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
                     only: Iterable[str] | None = None, skip: Iterable[str] = (), prefix: str = "",
-                    flags: dict[str, str] | None = None, float_type: Callable[[str], Any] = float,
-                    required: Iterable[str] = ()) -> None:
+                    flags: dict[str, str] | None = None, types: dict[str, Callable[[str], Any]] | None = None,
+                    float_type: Callable[[str], Any] = float, required: Iterable[str] = ()) -> None:
     """Add one option per field of `cls` (those in `only`, minus `skip`), dest `prefix + field name`.
 
-    flags renames options for this command (field -> flag); float_type parses float fields (e.g. `number`);
-    required fields must be given."""
+    flags renames options for this command (field -> flag); types gives a field this command's parser;
+    float_type parses float fields (e.g. `number`); required fields must be given."""
     by_name = {f.name: f for f in fields(cls)}
     names = list(only) if only is not None else [n for n in by_name if by_name[n].metadata.get("cli", True)]
     unknown = sorted(set(names) - set(by_name))
@@ -63,10 +63,11 @@ def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
         if name in skip:
             continue
         f = by_name[name]
-        _add_option(parser, f, prefix + name, (flags or {}).get(name), float_type, name in required)
+        _add_option(parser, f, prefix + name, (flags or {}).get(name), (types or {}).get(name), float_type,
+                    name in required)
 
 
-def _add_option(parser, f: Field, dest: str, flag: str | None, float_type, required: bool) -> None:
+def _add_option(parser, f: Field, dest: str, flag: str | None, type_, float_type, required: bool) -> None:
     meta = f.metadata
     flag = flag or meta.get("flag")
     kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
@@ -76,14 +77,14 @@ def _add_option(parser, f: Field, dest: str, flag: str | None, float_type, requi
         help_text = f"{help_text} (default: {shown})" if help_text else f"(default: {shown})"
     kwargs["help"] = help_text.replace("%", "%%") if help_text else None
     default = field_default(f)
-    if "action" in meta:
-        kwargs["action"] = meta["action"]
+    if meta.get("negatable"):
+        kwargs["action"] = argparse.BooleanOptionalAction
     elif isinstance(default, bool):
         kwargs["action"] = "store_false" if default else "store_true"
         flag = flag or ("--no-" if default else "--") + f.name.replace("_", "-")
     else:
         scalar, many = _parse_type(f, float_type)
-        kwargs["type"] = meta.get("type", scalar)
+        kwargs["type"] = type_ or meta.get("type", scalar)
         if "nargs" in meta or many:
             kwargs["nargs"] = meta.get("nargs", "+")
         for key in ("choices", "metavar"):

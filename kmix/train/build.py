@@ -14,7 +14,6 @@ from kmix.train.config import TrainConfig
 from kmix.train.schedule import LRMultiplier
 
 
-
 def check_amp(amp: str, device: torch.device) -> None:
     """fp16 needs CUDA (GradScaler); bf16 works on CPU and CUDA."""
     if amp == "fp16" and device.type != "cuda":

@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from kmix.io import write_text_atomic
-from kmix.mix.registry import MIX_NAMES
+from kmix.mix.registry import MIX_NAMES, MIXER_REGISTRY
+from kmix.options import data_option, data_root_option, device_option, option, quiet_option
 
 SCHEDULES = ("step", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
@@ -28,62 +29,68 @@ class TrainConfig:
     """One training run. Defaults are the quick-start: small CNN + DCutMix (K=5, alpha=0.2) on digits, ~1 min on 2 CPU cores."""
 
     # what to train on what
-    data: str = "digits"
-    data_root: str | None = None
-    download: bool = False
-    augment: bool = True
-    check_images: bool = False
-    image_size: int | None = None
-    subset: str | list[int] | None = None
-    val_fraction: float = 0.0  # > 0: hold out this seeded per-class fraction of the training set and evaluate on it
-    eval_on_train: bool = False  # evaluate on the training images (summary keys then say train_)
-    eval_every: int = 1  # evaluate every N epochs (the last epoch always)
-    loader: str = "auto"  # device: uint8 set on the training device, batched augmentation; workers: DataLoader
-    model: str = "small_cnn"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    genotype: str | dict | None = None
+    data: str = data_option()
+    data_root: str | None = data_root_option()
+    download: bool = option(False, "download CIFAR if missing")
+    augment: bool = option(True, "no random crop/flip (the dataset's standard train augmentation is on by default)")
+    check_images: bool = option(False, "decode every ImageFolder image before training; fail naming unreadable files")
+    image_size: int | None = option(None, "resize/crop size for ImageFolder data")
+    subset: str | list[int] | None = option(None, "JSON index file (from `kmix subsample`) restricting the training set")
+    val_fraction: float = option(0.0, "hold out this seeded per-class fraction of the training set and evaluate on "
+                                      "it (split 'val'); 0 = no hold-out")
+    eval_on_train: bool = option(False, "evaluate on the training images (summary keys then start with train_)")
+    eval_every: int = option(1, "evaluate every N epochs; the last epoch always")
+    loader: str = option("auto", "device: uint8 set on the training device, batched augmentation; workers: "
+                                 "DataLoader; auto: device when the set fits in half the free memory", choices=LOADERS)
+    model: str = option("small_cnn", "registry name, tv:NAME or timm:NAME")
+    model_kwargs: dict[str, Any] = option({}, "extra model builder arguments", cli=False)
+    genotype: str | dict | None = option(None, "genotype JSON for --model darts (from `kmix search`)")
     # mixing
-    mix: str = "dcutmix"
-    k: int = 5
-    alpha: float = 0.2
-    p: float = 1.0
-    label_smoothing: float = 0.0
+    mix: str = option("dcutmix", "mixer", choices=MIX_NAMES)
+    k: int = option(5, "images mixed per sample, dmixup/dcutmix (mixup and cutmix are K=2)")
+    alpha: float = option(0.2, "Dirichlet concentration, e.g. 0.2 or 1/3")
+    p: float = option(1.0, "probability of mixing a batch")
+    label_smoothing: float = option(0.0, "label smoothing of the targets")
     # optimisation
-    epochs: int = 15
-    batch_size: int = 64
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0
-    auxiliary_weight: float = 0.0
-    drop_path: float = 0.0
-    grad_clip: float = 0.0  # max global gradient L2 norm; 0 = off (DARTS evaluation uses 5)
-    cutout: int = 0  # side of the Cutout square in pixels, 0 = off (DARTS evaluation uses 16)
+    epochs: int = option(15, "training epochs")
+    batch_size: int = option(64, "global batch, split over torchrun processes")
+    lr: float = option(0.1, "peak learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(True, "Nesterov momentum", negatable=True)
+    weight_decay: float = option(5e-4, "SGD weight decay")
+    schedule: str = option("cosine", "learning-rate schedule", choices=SCHEDULES)
+    milestones: list[int] = option([], "epochs where a step schedule multiplies lr by --gamma")
+    gamma: float = option(0.1, "step schedule factor")
+    warmup_epochs: float = option(0.0, "linear warm-up epochs")
+    auxiliary_weight: float = option(0.0, "weight of auxiliary logits (models returning (logits, aux))")
+    drop_path: float = option(0.0, "final drop-path probability (models with drop_path_prob)")
+    grad_clip: float = option(0.0, "clip the global gradient norm to this value, 0 = off (DARTS evaluation uses 5)")
+    cutout: int = option(0, "Cutout: zero a random square of this side per image, 0 = off (DARTS evaluation uses 16)")
     # run
-    seed: int = 0
-    out: str | None = None
-    resume: bool = False
-    device: str = "auto"
-    workers: int = 0
-    threads: int | None = None
-    amp: str = "none"
-    channels_last: bool = False
-    ckpt_every_steps: int = 0
-    limit_train_batches: int | None = None
-    record_dynamics: bool = False  # per-sample loss/margin/correct per epoch -> dynamics.pt (kmix.train.dynamics)
-    tensorboard: bool = True
-    plot: bool = True
-    quiet: bool = False
+    seed: int = option(0, "seed of the run")
+    out: str | None = option(None, "output folder", default_text="runs/<data>-<model>-<mix>-<time>")
+    resume: bool = option(False, "continue from OUT/last.pt (settings from OUT/config.yaml)")
+    device: str = device_option()
+    workers: int = option(0, "data-loading processes")
+    threads: int | None = option(None, "CPU threads for torch (1 is often fastest on a busy machine)")
+    amp: str = option("none", "mixed precision (fp16 needs CUDA)", choices=AMP_MODES)
+    channels_last: bool = option(False, "channels-last memory format")
+    ckpt_every_steps: int = option(0, "also checkpoint every N steps, 0 = per epoch only")
+    limit_train_batches: int | None = option(None, "cap steps per epoch (smoke tests)")
+    record_dynamics: bool = option(False, "record each training image's loss, logit margin and correctness every "
+                                          "epoch (OUT/dynamics.pt, also in last.pt so resume continues them) for "
+                                          "kmix score --method forgetting|aum|dyn-unc --run OUT; a mixing run adds an "
+                                          "eval-mode forward pass per step on the unmixed batch")
+    tensorboard: bool = option(True, "no TensorBoard logs")
+    plot: bool = option(True, "no curves.png")
+    quiet: bool = quiet_option()
 
     def __post_init__(self) -> None:
         self.validate()
+        self.normalise()
 
     def validate(self) -> "TrainConfig":
-        """Check every field; raise ValueError/TypeError naming the field and the bad value."""
+        """Check every field, changing none; raise ValueError/TypeError naming the field and the bad value."""
         for name in ("data", "model", "mix", "schedule", "device", "amp"):
             _require(isinstance(getattr(self, name), str) and getattr(self, name), name, getattr(self, name),
                      "a non-empty string", TypeError)
@@ -132,7 +139,6 @@ class TrainConfig:
         _require(isinstance(self.milestones, (list, tuple)) and all(
             isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in self.milestones),
             "milestones", self.milestones, "a list of positive epoch numbers", TypeError)
-        self.milestones = sorted(self.milestones)
         if self.schedule == "step" and not self.milestones:
             raise ValueError("schedule 'step' needs milestones (epochs at which lr is multiplied by gamma)")
         _require(isinstance(self.model_kwargs, dict), "model_kwargs", self.model_kwargs, "a mapping", TypeError)
@@ -141,8 +147,15 @@ class TrainConfig:
             _require(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false", TypeError)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true needs momentum > 0")
-        if self.mix in ("mixup", "cutmix"):
-            self.k = 2  # Mixup and CutMix are the K=2 cases; use dmixup/dcutmix for K > 2
+        return self
+
+    def normalise(self) -> "TrainConfig":
+        """The canonical form of valid values (run after `validate`): milestones sorted; K from the mixer where it
+        fixes one (Mixup and CutMix are the K=2 cases; dmixup/dcutmix take K > 2)."""
+        self.milestones = sorted(self.milestones)
+        fixed_k = MIXER_REGISTRY[self.mix].fixed_k
+        if fixed_k is not None:
+            self.k = fixed_k
         return self
 
     # --- conversion ---------------------------------------------------------------------------
