@@ -9,6 +9,7 @@ import torch
 from kmix.data.registry import build_dataset
 from kmix.io import atomic_write
 from kmix.mix import MIXERS
+from kmix.options import data_option, data_root_option, option
 
 SHOWABLE = tuple(MIXERS) + ("all",)
 
@@ -17,16 +18,16 @@ SHOWABLE = tuple(MIXERS) + ("all",)
 class ShowConfig:
     """What to show: dataset, which mixer(s), K, alpha, how many images, where to write the PNG."""
 
-    data: str = "digits"
-    data_root: str | None = None
-    mix: str = "all"
-    k: int = 3
-    alpha: float | tuple[float, ...] = 1.0
-    num_images: int = 8
-    top: int = 3
-    seed: int = 0
-    image_size: int | None = None
-    out: str = "mix_grid.png"
+    data: str = data_option()
+    data_root: str | None = data_root_option()
+    mix: str = option("all", "which mixer to show", choices=SHOWABLE, default_text="all three")
+    k: int = option(3, "images mixed per sample")
+    alpha: float | tuple[float, ...] = option(1.0, "Dirichlet alpha: one value or K comma-separated")
+    num_images: int = option(8, "images per row")
+    top: int = option(3, "classes named per soft label", cli=False)
+    seed: int = option(0, "seed of the images and the mixes")
+    image_size: int | None = option(None, "resize ImageFolder images", default_text="224")
+    out: str = option("mix_grid.png", "PNG to write")
 
     def __post_init__(self):
         if self.mix not in SHOWABLE:
