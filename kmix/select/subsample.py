@@ -22,6 +22,7 @@ import numpy as np
 
 from kmix.devices import resolve_device
 from kmix.io import write_json_atomic
+from kmix.options import data_option, data_root_option, device_option, option, quiet_option
 
 # subsampling methods that need no scores file -> what they need ("labels" or "model": checkpoint + data)
 BASELINES: dict[str, str] = {"random": "labels", "mc-dropout": "model", "k-center": "model"}
@@ -65,23 +66,33 @@ class SubsampleConfig:
     ccs_bins: CCS strata per class; seed: random, mc-dropout and ccs draws.
     """
 
-    ratio: float
-    out: str = "subset.json"
-    by: str = "cv"
-    order: str | None = None
-    sampling: str = "top"
-    seed: int = 0
-    scores: str | None = None
-    checkpoint: str | None = None
-    data: str | None = None
-    data_root: str | None = None
-    mc_passes: int = 10
-    mc_p: float = 0.5
-    ccs_beta: float | None = None
-    ccs_bins: int = CCS_BINS
-    batch_size: int = 256
-    device: str = "cpu"
-    quiet: bool = True
+    ratio: float = option(help="fraction T in (0, 1] kept per class")
+    out: str = option("subset.json", "index file to write")
+    by: str = option("cv", "a score column of --scores (kmix-cv: cv, mean, std; el2n; grand; entropy; margin; "
+                           "forgetting; aum; dyn-unc; any other numeric column) or a method without scores: "
+                           + ", ".join(BASELINES))
+    order: str | None = option(None, "high: largest scores first, low: smallest first", choices=ORDERS,
+                               default_text="the column's own hard/important end from the scores file: high for every "
+                                            "built-in column but margin, and for mc-dropout")
+    sampling: str = option("top", "top: first n_c ranks; bottom: last n_c ranks; interval: evenly spaced ranks; "
+                                  "ccs: drop the first (hardest) beta fraction, cut the rest's score range into "
+                                  "equal-width strata and fill n_c stratum by stratum, emptiest first, at random "
+                                  "inside each (Zheng et al., ICLR 2023)", choices=SAMPLINGS)
+    seed: int = option(0, "seed for random, mc-dropout and ccs")
+    scores: str | None = option(None, "scores file from kmix score (needed to rank by one of its columns)")
+    checkpoint: str | None = option(None, "model for mc-dropout / k-center")
+    data: str | None = data_option(None, help="dataset (needed for mc-dropout / k-center; checked against --scores "
+                                             "when both are given)")
+    data_root: str | None = data_root_option()
+    mc_passes: int = option(10, "stochastic passes for mc-dropout")
+    mc_p: float = option(0.5, "dropout rate added before the classifier when the model has no dropout")
+    ccs_beta: float | None = option(None, "ccs: fraction of each class cut from the hard end, in [0, 1)",
+                                    default_text="0.3 at T <= 0.1, the CCS authors' CIFAR-10 command for 10% kept; "
+                                                 "0 at T >= 0.5; linear in between, our choice")
+    ccs_bins: int = option(CCS_BINS, "ccs: strata per class, as in the CCS code")
+    batch_size: int = option(256, "images per forward pass")
+    device: str = device_option("cpu", cli_default="auto")
+    quiet: bool = quiet_option(True)
 
     def validate(self) -> None:
         """Raise ValueError naming the bad field before any work is done."""
