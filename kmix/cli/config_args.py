@@ -48,11 +48,13 @@ def default_text(f: Field) -> str | None:
 def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, *,
                     only: Iterable[str] | None = None, skip: Iterable[str] = (), prefix: str = "",
                     flags: dict[str, str] | None = None, types: dict[str, Callable[[str], Any]] | None = None,
-                    float_type: Callable[[str], Any] = float, required: Iterable[str] = ()) -> None:
+                    float_type: Callable[[str], Any] = float, required: Iterable[str] = (),
+                    choices: dict[str, Iterable[str]] | None = None) -> None:
     """Add one option per field of `cls` (those in `only`, minus `skip`), dest `prefix + field name`.
 
     flags renames options for this command (field -> flag); types gives a field this command's parser;
-    float_type parses float fields (e.g. `number`); required fields must be given."""
+    float_type parses float fields (e.g. `number`); required fields must be given; choices gives a field the
+    names known only when the command is built (e.g. a registry's)."""
     by_name = {f.name: f for f in fields(cls)}
     names = list(only) if only is not None else [n for n in by_name if by_name[n].metadata.get("cli", True)]
     unknown = sorted(set(names) - set(by_name))
@@ -64,10 +66,10 @@ def add_config_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, c
             continue
         f = by_name[name]
         _add_option(parser, f, prefix + name, (flags or {}).get(name), (types or {}).get(name), float_type,
-                    name in required)
+                    name in required, (choices or {}).get(name))
 
 
-def _add_option(parser, f: Field, dest: str, flag: str | None, type_, float_type, required: bool) -> None:
+def _add_option(parser, f: Field, dest: str, flag: str | None, type_, float_type, required: bool, choices) -> None:
     meta = f.metadata
     flag = flag or meta.get("flag")
     kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
@@ -83,6 +85,8 @@ def _add_option(parser, f: Field, dest: str, flag: str | None, type_, float_type
         kwargs["action"] = "store_false" if default else "store_true"
         flag = flag or ("--no-" if default else "--") + f.name.replace("_", "-")
     else:
+        if "action" in meta:
+            kwargs["action"] = meta["action"]
         scalar, many = _parse_type(f, float_type)
         kwargs["type"] = type_ or meta.get("type", scalar)
         if "nargs" in meta or many:
@@ -90,6 +94,8 @@ def _add_option(parser, f: Field, dest: str, flag: str | None, type_, float_type
         for key in ("choices", "metavar"):
             if key in meta:
                 kwargs[key] = meta[key]
+        if choices is not None:
+            kwargs["choices"] = tuple(choices)
     if required:
         kwargs["required"] = True
     parser.add_argument(flag or "--" + f.name.replace("_", "-"), **kwargs)

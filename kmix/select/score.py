@@ -33,6 +33,7 @@ from tqdm import tqdm
 from kmix.devices import resolve_device
 from kmix.io import file_sha256, write_json_atomic
 from kmix.mix import SoftTargetCrossEntropy, apply_cutmix, mix_labels
+from kmix.options import data_option, data_root_option, device_option, option, quiet_option
 from kmix.runs import RunStopped, check_resume, load_state, lock_run_folder, save_state
 from kmix.select.anchored import AnchoredSampler, chunk_generator, default_anchor_phi
 from kmix.select.bank import ImageBank, dataset_labels
@@ -47,12 +48,14 @@ CHUNK_KIND = "kmix-score-chunk"
 class ScoreSpec:
     """Everything the scores depend on (besides model and data): the resume fingerprint."""
 
-    draws: int = 10
-    k: int = 3
-    alpha: tuple[float, ...] = (2 / 9, 2 / 9)
-    anchor_phi: float | None = None
-    seed: int = 0
-    chunk_size: int = 1024
+    draws: int = option(10, "composites per anchor, M")
+    k: int = option(3, "images per composite")
+    alpha: tuple[float, ...] = option((2 / 9, 2 / 9), "Dirichlet alpha of the K-1 non-anchor images, "
+                                      "comma-separated or one value")
+    anchor_phi: float | None = option(None, "the anchor's fixed proportion",
+                                      default_text="mean(alpha)/(mean(alpha)+sum(alpha)), 1/3 for the default alpha")
+    seed: int = option(0, "seed of the composites")
+    chunk_size: int = option(1024, "anchors per resumable chunk; scores depend on seed and chunk size, not batch size")
 
     def __post_init__(self):
         for name in ("draws", "chunk_size"):
@@ -88,18 +91,24 @@ class ScoreConfig:
     dyn_unc_window: Dyn-Unc's window J, in epochs (He et al. use 10).
     """
 
-    checkpoint: str | os.PathLike | Sequence[str | os.PathLike] = ()
-    data: str = "digits"
-    data_root: str | None = None
-    out: str = "scores.csv"
-    method: str = "kmix-cv"
-    run_dir: str | None = None
-    spec: ScoreSpec = field(default_factory=ScoreSpec)
-    grand_params: str = "last"
-    dyn_unc_window: int = 10
-    batch_size: int = 256
-    device: str = "cpu"
-    quiet: bool = False
+    checkpoint: str | os.PathLike | Sequence[str | os.PathLike] = option(
+        (), "kmix checkpoint(s) of the scoring model, for kmix-cv (one) and el2n/grand/entropy/margin (averaged over "
+            "several, e.g. independent runs)", nargs="+", action="extend")
+    data: str = data_option()
+    data_root: str | None = data_root_option()
+    out: str = option("scores.csv", "output .csv (Parquet twin when pyarrow is installed) or .parquet")
+    method: str = option("kmix-cv", "score method")
+    run_dir: str | None = option(None, "for forgetting/aum/dyn-unc: a training-run folder recorded with kmix train "
+                                       "--record-dynamics (its dynamics.pt)", flag="--run")
+    spec: ScoreSpec = field(default_factory=ScoreSpec, metadata={"cli": False})
+    grand_params: str = option("last", "grand only: gradient of the classifier layer only (last: exact closed form "
+                                       "||p - y|| * sqrt(||h||^2 + 1), a forward pass) or of all parameters (all: "
+                                       "per-sample gradients via torch.func, Paul et al.'s definition, slower)",
+                               choices=GRAND_PARAMS)
+    dyn_unc_window: int = option(10, "dyn-unc only: epochs per sliding window, J (as He et al.)", flag="--window")
+    batch_size: int = option(256, "images or composites per forward pass")
+    device: str = device_option("cpu", cli_default="auto")
+    quiet: bool = quiet_option()
     rank: int | None = None  # None: from torchrun's RANK/WORLD_SIZE (0/1 without torchrun)
     world_size: int | None = None
 
