@@ -33,15 +33,16 @@ def field_default(f: Field, *, cli: bool = True) -> Any:
     return MISSING
 
 
-def default_text(f: Field) -> str | None:
-    """How the help shows the default: the field's default_text, else the value (None: show nothing)."""
+def default_text(f: Field, sep: str = " ") -> str | None:
+    """How the help shows the default: the field's default_text, else the value, a list joined by `sep` (None: show
+    nothing)."""
     if "default_text" in f.metadata:
         return f.metadata["default_text"]
     value = field_default(f)
     if value is MISSING or value is None or isinstance(value, bool) or value == {}:
         return None
     if isinstance(value, (list, tuple)):
-        return " ".join(str(v) for v in value) if value else None
+        return sep.join(str(v) for v in value) if value else None
     return str(value)
 
 
@@ -74,7 +75,7 @@ def _add_option(parser, f: Field, dest: str, flag: str | None, type_, float_type
     flag = flag or meta.get("flag")
     kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
     help_text = meta.get("help", "")
-    shown = default_text(f)
+    shown = default_text(f, "," if type_ else " ")  # a command's own parser takes a list as one comma-separated value
     if shown is not None and not required:
         help_text = f"{help_text} (default: {shown})" if help_text else f"(default: {shown})"
     kwargs["help"] = help_text.replace("%", "%%") if help_text else None
@@ -89,7 +90,7 @@ def _add_option(parser, f: Field, dest: str, flag: str | None, type_, float_type
             kwargs["action"] = meta["action"]
         scalar, many = _parse_type(f, float_type)
         kwargs["type"] = type_ or meta.get("type", scalar)
-        if "nargs" in meta or many:
+        if "nargs" in meta or (many and not type_):
             kwargs["nargs"] = meta.get("nargs", "+")
         for key in ("choices", "metavar"):
             if key in meta:

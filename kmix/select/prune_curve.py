@@ -27,9 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from kmix.io import atomic_write, write_csv_atomic, write_json_atomic, write_text_atomic
+from kmix.options import data_option, data_root_option, device_option, option, quiet_option
 from kmix.runs import check_resume, lock_run_folder
 from kmix.select.score import ScoreConfig, ScoreSpec, run_score
 from kmix.select.subsample import BASELINES, CCS_BINS, ORDERS, SAMPLINGS, SubsampleConfig, run_subsample
+from kmix.train.config import AMP_MODES
 
 BUDGETS = ("epochs", "steps")  # equal epochs for every run, or as many optimiser steps as a full-data run
 RUN_COLUMNS = ("budget", "method", "ratio", "seed", "n_train", "epochs", "top1_err", "best_top1_err", "wall_s",
@@ -93,35 +95,44 @@ class PruneCurveConfig:
     ccs_beta/ccs_bins: CCS options (None: `ccs_default_beta`); dyn_unc_window: Dyn-Unc's J.
     """
 
-    data: str = "digits"
-    data_root: str | None = None
-    checkpoint: str | None = None
-    dynamics_run: str | None = None
-    ratios: tuple[float, ...] = (0.1, 0.3, 0.5)
-    methods: tuple[str, ...] = ("cv", "random")
-    seeds: tuple[int, ...] = (0, 1)
-    full: bool = True  # also train on all data (the T = 1 point)
-    epochs: int = 15
+    data: str = data_option()
+    data_root: str | None = data_root_option()
+    checkpoint: str | None = option(None, "scoring model of checkpoint score methods",
+                                    default_text="the first seed's full-data run")
+    dynamics_run: str | None = option(None, "run folder recorded with kmix train --record-dynamics, for "
+                                            "forgetting/aum/dyn-unc", default_text="the first seed's full-data run, "
+                                            "trained with --record-dynamics")
+    ratios: tuple[float, ...] = option((0.1, 0.3, 0.5), "kept fractions T, comma-separated")
+    methods: tuple[str, ...] = option(("cv", "random"), "comma-separated BY[:ORDER][:SAMPLING]: BY a score column (cv, "
+                                      "mean, std, el2n, grand, entropy, margin, forgetting, aum, dyn-unc) or "
+                                      + ", ".join(BASELINES) + "; ORDER high/low (default: the column's hard end); "
+                                      "SAMPLING top/bottom/interval/ccs (default top). The issue-12 comparison: "
+                                      "random,cv,cv:ccs,el2n:ccs,forgetting:ccs,aum:ccs")
+    seeds: tuple[int, ...] = option((0, 1), "training seeds, comma-separated")
+    full: bool = option(True, "skip the full-data runs (the T = 1 point; needs --checkpoint)", flag="--no-full")
+    epochs: int = option(15, "epochs of every run, or of a full-data run")
     budgets: tuple[str, ...] = ("epochs",)
-    model: str = "small_cnn"
+    model: str = option("small_cnn", "registry name, tv:NAME or timm:NAME")
     model_kwargs: dict = field(default_factory=dict)
-    mix: str = "dcutmix"
-    k: int = 3
-    alpha: float = 1.0
-    batch_size: int = 64
-    lr: float = 0.1
-    amp: str = "none"
-    channels_last: bool = False
-    limit_train_batches: int | None = None
-    evals_per_run: int | None = None
+    mix: str = option("dcutmix", "training mixer")
+    k: int = option(3, "training K")
+    alpha: float = option(1.0, "training Dirichlet alpha")
+    batch_size: int = option(64, "training batch")
+    lr: float = option(0.1, "training learning rate")
+    amp: str = option("none", "mixed precision of every run", choices=AMP_MODES)
+    channels_last: bool = option(False, "channels-last memory format")
+    limit_train_batches: int | None = option(None, "cap steps per epoch (smoke tests)")
+    evals_per_run: int | None = option(None, "evaluate about this many times per run, the last epoch always",
+                                       default_text="every epoch")
     score: ScoreSpec = field(default_factory=ScoreSpec)
-    ccs_beta: float | None = None
-    ccs_bins: int = CCS_BINS
-    dyn_unc_window: int = 10
-    out: str = "prune_curve"
-    device: str = "cpu"
-    threads: int | None = None
-    quiet: bool = True
+    ccs_beta: float | None = option(None, "CCS hard-cut fraction",
+                                    default_text="kmix subsample's, 0.3 at T <= 0.1 ... 0 at T >= 0.5")
+    ccs_bins: int = option(CCS_BINS, "CCS strata")
+    dyn_unc_window: int = option(10, "Dyn-Unc window J in epochs")
+    out: str = option("prune_curve", "output folder")
+    device: str = device_option("cpu", cli_default="auto")
+    threads: int | None = option(None, "CPU threads for torch")
+    quiet: bool = quiet_option(True)
 
     def validate(self) -> None:
         """Raise naming the bad field before any work."""
