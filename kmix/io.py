@@ -4,6 +4,7 @@ Readers (and a run killed mid-write) see either the old file or the complete new
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -15,22 +16,69 @@ from pathlib import Path
 from typing import IO, Any
 
 
+class WriteError(OSError):
+    """An output could not be written (read-only folder, full disk, no permission, a file where a folder
+    should be); the file at `filename` is as it was before. str(): 'cannot write <path>: <reason>'."""
+
+    def __init__(self, path: str | os.PathLike, reason: str, errno: int | None = None):
+        super().__init__(errno, reason, str(path))
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call `write(binary_file)` on a temp file beside `path`, fsync it, and rename it over `path`."""
+    """Call `write(binary_file)` on a temp file beside `path`, fsync it, and rename it over `path`.
+
+    An OS error on the way (also one that a writer such as torch.save turns into a RuntimeError) raises
+    WriteError naming `path`; the old file at `path` stays as it was, and no temp file is left."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the mode open() would give
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _write_error(path, err) from err
+    try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the mode open() would give
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink(missing_ok=True)
+        cause = _os_error_in(err)
+        if cause is None:
+            raise
+        raise _write_error(path, cause) from err
     return path
+
+
+def _os_error_in(err: BaseException) -> OSError | None:
+    """The OSError behind `err`: itself, or for a RuntimeError (torch.save reports a failed write as
+    'enforce fail ... unexpected pos') the OSError it was raised while handling."""
+    if isinstance(err, OSError):
+        return err
+    if isinstance(err, RuntimeError):
+        seen = err.__cause__ or err.__context__
+        while seen is not None:
+            if isinstance(seen, OSError):
+                return seen
+            seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _write_error(path: Path, err: OSError) -> WriteError:
+    if isinstance(err, WriteError):
+        return err
+    if isinstance(err, (FileExistsError, NotADirectoryError)):  # mkdir met a file where a folder should be
+        for folder in (path.parent, *path.parent.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    return WriteError(path, f"{folder} is a file, not a folder", err.errno)
+                break
+    return WriteError(path, err.strerror or str(err), err.errno)
 
 
 def _umask() -> int:

@@ -89,6 +89,14 @@ class TrainingStopped(RunStopped):
     """Raised by `fit(..., stop_after_steps=N)` right after step N's checkpoint: an interruption on purpose."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `fit`; `out` is the run folder, which `kmix train --resume --out OUT` continues."""
+
+    def __init__(self, out: str):
+        super().__init__(out)
+        self.out = out
+
+
 def fit(config: TrainConfig, *, stop_after_steps: int | None = None) -> dict[str, Any]:
     """Train as `config` says; write config.yaml, metrics.jsonl, summary.json, last.pt, best.pt,
     curves.png and TensorBoard events into config.out; return the summary dict (top1_err, top5_err,
@@ -108,6 +116,10 @@ def fit(config: TrainConfig, *, stop_after_steps: int | None = None) -> dict[str
         config = config.replace(out=config.out or D.broadcast_object(default_out(config), dist_info))
         with _run_folder_lock(config.out, dist_info):
             return _Run(config, device, dist_info, stop_after_steps).train()
+    except KeyboardInterrupt as err:
+        if config.out is None or isinstance(err, TrainingInterrupted):
+            raise
+        raise TrainingInterrupted(config.out) from err
     finally:
         D.teardown(dist_info)
 
