@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import random
+import re
 import socket
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -146,6 +147,7 @@ def load_state(path: str | os.PathLike, kind: str, *, label: str = "state file",
 # --- one process per run folder ---------------------------------------------------------------------
 
 LOCK_NAME = ".kmix.lock"
+TEMP_FILE = re.compile(r".+\.[A-Za-z0-9_]{8}\.tmp")  # kmix.io.atomic_write's temp files (mkstemp's 8 characters)
 
 
 class RunFolderBusy(RuntimeError):
@@ -156,8 +158,9 @@ class RunFolderBusy(RuntimeError):
 def lock_run_folder(folder: str | os.PathLike, command: str = "kmix", name: str = LOCK_NAME) -> Iterator[Path]:
     """Hold an OS file lock on `folder`/`name` while the body runs; a second process into the same
     folder gets RunFolderBusy naming the holder. The OS drops the lock when its holder dies, so a lock
-    left by a killed run is taken over without any staleness guess. A folder made here and left holding
-    only the lock (the command failed before writing anything) is removed again."""
+    left by a killed run is taken over without any staleness guess; so are the temp files of writes it
+    was killed in (nobody else writes here). A folder made here and left holding only the lock (the
+    command failed before writing anything) is removed again."""
     try:
         import fcntl
     except ImportError:  # no flock (Windows): run unlocked rather than not at all
@@ -177,6 +180,9 @@ def lock_run_folder(folder: str | os.PathLike, command: str = "kmix", name: str 
                                 "--out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{command} (pid {os.getpid()} on {socket.gethostname()})".encode(), 0)
+        for stale in folder.iterdir():
+            if TEMP_FILE.fullmatch(stale.name) and stale.is_file():
+                stale.unlink(missing_ok=True)
         yield folder
     finally:
         os.close(fd)  # closing releases the lock

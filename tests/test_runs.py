@@ -90,3 +90,11 @@ def test_second_process_into_a_locked_folder_is_refused_and_a_dead_holder_frees_
         holder.join()
     with lock_run_folder(tmp_path, "next"):  # taken over: the OS dropped the dead holder's lock
         assert "next" in (tmp_path / LOCK_NAME).read_text()
+
+
+def test_taking_the_lock_removes_temp_files_of_killed_writes_only(tmp_path):
+    (tmp_path / "last.pt.ab12_x9Z.tmp").write_bytes(b"half a checkpoint")  # what a kill inside a write leaves
+    (tmp_path / "notes.tmp").write_text("the user's")
+    (tmp_path / "last.pt").write_bytes(b"whole")
+    with lock_run_folder(tmp_path):
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOCK_NAME, "last.pt", "notes.tmp"])
