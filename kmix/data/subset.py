@@ -18,8 +18,9 @@ def _is_path(obj: Any) -> bool:
     return isinstance(obj, (str, os.PathLike))
 
 
-def read_indices_file(path: PathLike) -> list:
-    """Read the raw index list from a JSON file: `{"indices": [...], ...}` or a plain list."""
+def read_indices_file(path: PathLike, n: int | None = None) -> list:
+    """Read the raw index list from a JSON file: `{"indices": [...], ...}` or a plain list. A file that
+    records the size of the dataset it was made from (`n_total`, as kmix subsample writes) must match `n`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"subset index file not found: {path}")
@@ -30,6 +31,11 @@ def read_indices_file(path: PathLike) -> list:
     if isinstance(payload, dict):
         if "indices" not in payload:
             raise ValueError(f"subset index file {path} has no 'indices' key (keys: {sorted(payload)})")
+        made_for = payload.get("n_total")
+        if n is not None and made_for is not None and made_for != n:
+            raise ValueError(f"subset index file {path} was made from a dataset of {made_for} images "
+                             f"(data {payload.get('data')!r}), but this one has {n}: the indices would name "
+                             "other images")
         payload = payload["indices"]
     if not isinstance(payload, list):
         raise ValueError(
@@ -66,7 +72,7 @@ def validate_indices(indices: Iterable[Any], n: int, *, source: str = "indices")
 def load_indices(path_or_list: PathLike | Sequence[int], n: int) -> list[int]:
     """Indices for a dataset of `n` items from a JSON file or a sequence, validated (range, duplicates)."""
     if _is_path(path_or_list):
-        return validate_indices(read_indices_file(path_or_list), n, source=f"subset index file {path_or_list}")
+        return validate_indices(read_indices_file(path_or_list, n), n, source=f"subset index file {path_or_list}")
     return validate_indices(path_or_list, n)
 
 

@@ -193,8 +193,15 @@ def read_scores(path: str | os.PathLike) -> ScoreTable:
         raise ValueError(f"scores file {path}: duplicate indices")
     if label.min() < 0:
         raise ValueError(f"scores file {path}: negative label {int(label.min())}")
+    if "n" in meta and int(meta["n"]) != n:
+        raise ValueError(f"scores file {path} has {n} rows but {sidecar.name} says {int(meta['n'])} images were "
+                         "scored: the file was cut or mixed with another; score again")
     order = np.argsort(index)
     columns = {k: v[order] for k, v in columns.items()}
     score_columns = tuple(c for c in needed if c not in KEY_COLUMNS) or tuple(columns)
+    for name in score_columns:
+        bad = np.flatnonzero(np.isinf(columns[name]))  # NaN may be legitimate (a sample never seen): checked on use
+        if len(bad):
+            raise ValueError(f"scores file {path}: column {name!r} is infinite at index {int(index[order][bad[0]])}")
     return ScoreTable(index=index[order], label=label[order], columns=columns, path=str(path), meta=meta,
                       score_columns=score_columns)

@@ -314,8 +314,13 @@ def choose(config: SubsampleConfig) -> Selection:
         beta = ccs_default_beta(config.ratio) if config.ccs_beta is None else float(config.ccs_beta)
         ccs = {"beta": beta, "beta_source": "default" if config.ccs_beta is None else "given",
                "bins": config.ccs_bins}
-    picked = select_by_score(labels, values, config.ratio, order, config.sampling, seed=config.seed,
-                             ccs_beta=ccs["beta"] if ccs else None, ccs_bins=config.ccs_bins)
+    try:
+        picked = select_by_score(labels, values, config.ratio, order, config.sampling, seed=config.seed,
+                                 ccs_beta=ccs["beta"] if ccs else None, ccs_bins=config.ccs_bins)
+    except ValueError as err:
+        if config.scores and str(err).startswith("scores contain"):  # name the file and column it came from
+            raise ValueError(f"--scores {config.scores} column {config.by!r}: {err}") from None
+        raise
     return Selection(picked, labels, order, ccs)
 
 
