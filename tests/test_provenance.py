@@ -65,3 +65,63 @@ def test_a_nan_score_names_the_file(tmp_path, capsys):
     assert not (tmp_path / "sub.json").exists()
     json.dumps(err)  # one line of text, no traceback
     assert "Traceback" not in err
+
+
+def _rgb_checkpoint(path, classes, input_size=16):
+    """A small_cnn checkpoint whose meta says it was trained on RGB `classes` at `input_size` px."""
+    import torch
+
+    from kmix.data.info import DatasetInfo
+    from kmix.models import build_model
+    from kmix.train.checkpoint import model_meta, save_checkpoint
+
+    info = DatasetInfo("folder", len(classes), 3, input_size, (0.5,) * 3, (0.25,) * 3, tuple(classes))
+    torch.manual_seed(0)
+    net = build_model("small_cnn", num_classes=len(classes), in_chans=3, width=4)
+    save_checkpoint(path, {"model": net.state_dict(), "model_meta": model_meta("small_cnn", info, width=4)})
+    return path
+
+
+def test_score_refuses_data_whose_classes_are_not_the_models(tmp_path, capsys):
+    """P3: a 10-class model scored on a 2-class folder (a, b) scored label 0 as the model's class 0."""
+    from data_sources import CIFAR10_CLASSES, tiny_imagefolder
+
+    folder = tiny_imagefolder(tmp_path / "folder")
+    ckpt = _rgb_checkpoint(tmp_path / "c10.pt", CIFAR10_CLASSES)
+    for method in ("el2n", "kmix-cv"):
+        out = tmp_path / f"{method}.csv"
+        assert main(["score", "--method", method, "--checkpoint", str(ckpt), "--data", str(folder),
+                     "--out", str(out), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "has classes [a, b] but checkpoint" in err and "trained on [airplane, automobile" in err, err
+        assert not out.exists()
+
+
+def test_checkpoint_consumers_load_imagefolder_data_at_the_checkpoints_size(tmp_path):
+    """P2: data for a model trained at 16 px was loaded at 224 px."""
+    from data_sources import tiny_imagefolder
+
+    from kmix.data.for_model import train_data_for_model
+    from kmix.train.checkpoint import load_checkpoint
+
+    folder = tiny_imagefolder(tmp_path / "folder")
+    meta = load_checkpoint(_rgb_checkpoint(tmp_path / "ab.pt", ["a", "b"], input_size=16))["model_meta"]
+    dataset, info = train_data_for_model(str(folder), meta)
+    assert dataset[0][0].shape == (3, 16, 16) and info.class_names == ("a", "b")
+    assert main(["score", "--method", "el2n", "--checkpoint", str(tmp_path / "ab.pt"), "--data", str(folder),
+                 "--out", str(tmp_path / "s.csv"), "--quiet"]) == 0
+    from kmix.analysis.evaluate import EvalConfig, run_eval
+
+    at_ckpt = run_eval(EvalConfig(checkpoint=str(tmp_path / "ab.pt"), data=str(folder), quiet=True))
+    at_16 = run_eval(EvalConfig(checkpoint=str(tmp_path / "ab.pt"), data=str(folder), image_size=16, quiet=True))
+    assert at_ckpt["top1_err"] == at_16["top1_err"]
+
+
+def test_model_baselines_refuse_data_with_other_channels(tmp_path, capsys):
+    """P7: mc-dropout and k-center converted digits' 1 channel to 3 silently."""
+    ckpt = _rgb_checkpoint(tmp_path / "rgb.pt", [str(i) for i in range(10)])
+    for by in ("mc-dropout", "k-center"):
+        assert main(["subsample", "--by", by, "--checkpoint", str(ckpt), "--data", "digits", "--ratio", "0.1",
+                     "--out", str(tmp_path / "sub.json"), "--quiet"]) == 2
+        assert "expects 3 channel(s) but --data 'digits' has 1" in capsys.readouterr().err
+    assert not (tmp_path / "sub.json").exists()

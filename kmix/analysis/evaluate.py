@@ -70,11 +70,12 @@ def run_eval(cfg: EvalConfig) -> dict:
     """Top-1/top-5 accuracy and error; with cfg.out, writes eval.json, per_class.csv and per_class.png."""
     from kmix.analysis.data import collect_logits, load_eval_data, make_loader, with_channels
     from kmix.analysis.models import setup_eval
+    from kmix.data.for_model import image_size_for
 
     device, lm, subset = setup_eval(cfg)
     resolve_label_space(lm.class_names, lm.num_classes, (), subset)  # class subset vs model: fail before any data
     dataset, info = load_eval_data(cfg.data, root=cfg.data_root, limit=cfg.limit, seed=cfg.seed,
-                                   image_size=cfg.image_size, classes=subset)
+                                   image_size=image_size_for(cfg.data, lm.meta, cfg.image_size), classes=subset)
     positions, mapping, eval_names = resolve_label_space(lm.class_names, lm.num_classes, info.class_names, subset)
     dataset = with_channels(dataset, info.in_chans, lm.meta.get("in_chans", info.in_chans))
     logits, labels = collect_logits(lm.model, make_loader(dataset, cfg.batch_size), device, positions, cfg.quiet)

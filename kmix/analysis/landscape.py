@@ -7,7 +7,7 @@ evaluation subset; the model's weights are never modified (perturbed weights go 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 

@@ -63,12 +63,13 @@ def run_ood(cfg: OODConfig) -> dict:
     from kmix.analysis.classes import class_positions
     from kmix.analysis.data import collect_logits, load_eval_data, make_loader, with_channels
     from kmix.analysis.models import setup_eval
+    from kmix.data.for_model import image_size_for
     from kmix.data.registry import DATASET_NAMES
 
     device, lm, subset = setup_eval(cfg)
     positions = class_positions(lm.class_names, subset) if subset else None
     in_ds, in_info = load_eval_data(cfg.in_data, root=cfg.data_root, limit=cfg.limit, seed=cfg.seed,
-                                    image_size=cfg.image_size, classes=subset)
+                                    image_size=image_size_for(cfg.in_data, lm.meta, cfg.image_size), classes=subset)
     ood_size = cfg.image_size
     if ood_size is None and cfg.ood_data not in DATASET_NAMES:  # an ImageFolder: resize to the in-data size
         ood_size = in_info.input_size

@@ -47,7 +47,7 @@ class EvalOptions:
     data_root: str | None = data_root_option()
     limit: int | None = limit_option(None)
     batch_size: int = batch_size_option(128)
-    image_size: int | None = option(None, "image size for ImageFolder data")
+    image_size: int | None = option(None, "image size for ImageFolder data (default: the checkpoint's input size)")
     arch: str | None = option(None, "treat the checkpoint as a plain state_dict of this model (a kmix registry name, "
                               "tv:NAME or timm:NAME), normalised with ImageNet mean/std",
                               default_text="a kmix checkpoint")  # plain state_dict: its registry/tv:/timm: name

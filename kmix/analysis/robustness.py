@@ -2,7 +2,7 @@
 (gray-box: same architecture, other seed; black-box: another architecture)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -49,6 +49,7 @@ class AttackConfig(EvalOptions):
 def run_attack(cfg: AttackConfig) -> dict:
     """Evaluate the target on clean, FGSM, PGD (white-box) and PGD from each substitute; write robust.csv/json/png."""
     from kmix.analysis.data import check_labels_fit, load_eval_data, make_loader, with_channels
+    from kmix.data.for_model import image_size_for
     from kmix.analysis.models import load_analysis_model, resolve_device, unique_labels
 
     cfg.validate()
@@ -65,7 +66,8 @@ def run_attack(cfg: AttackConfig) -> dict:
         if s.meta.get("in_chans") != target.meta.get("in_chans"):
             raise ValueError(f"substitute {s.label} takes {s.meta.get('in_chans')} channels, "
                              f"target takes {target.meta.get('in_chans')}")
-    dataset, info = load_eval_data(cfg.data, root=cfg.data_root, limit=cfg.limit, seed=cfg.seed, image_size=cfg.image_size)
+    dataset, info = load_eval_data(cfg.data, root=cfg.data_root, limit=cfg.limit, seed=cfg.seed,
+                                   image_size=image_size_for(cfg.data, target.meta, cfg.image_size))
     check_labels_fit(info, target.num_classes)
     dataset = with_channels(dataset, info.in_chans, target.meta.get("in_chans", info.in_chans))
     # (attack name, source label, kind, source model); a substitute file may be the target itself (white-box)

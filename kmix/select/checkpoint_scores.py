@@ -180,7 +180,7 @@ def run_checkpoint_score(config, method: ScoreMethod) -> dict:
     Runs in one process (a forward pass per checkpoint needs no sharding): under torchrun, ranks
     other than 0 return at once with complete=False.
     """
-    from kmix.data.registry import build_dataset
+    from kmix.data.for_model import check_data_fits_model, image_size_for, train_data_for_model
     from kmix.train.checkpoint import load_model
 
     rank, world_size = rank_and_world(config)
@@ -189,14 +189,18 @@ def run_checkpoint_score(config, method: ScoreMethod) -> dict:
         return {**summary, "complete": False, "wall_s": 0.0}
     t0 = time.perf_counter()
     device = _device(config)
-    dataset, info = build_dataset(config.data, root=config.data_root, train=True)
-    labels = dataset_labels(dataset)
+    dataset = info = labels = None
     values = []
     for path in config.checkpoints:
         model, meta = load_model(path, map_location=device)
-        if info.in_chans != meta["in_chans"]:
-            raise ValueError(f"checkpoint {path} expects {meta['in_chans']} channel(s) but --data "
-                             f"{config.data!r} has {info.in_chans}")
+        if dataset is None:  # at the first checkpoint's input size (ImageFolder data)
+            dataset, info = train_data_for_model(config.data, meta, root=config.data_root, checkpoint=path)
+            labels = dataset_labels(dataset)
+            size = image_size_for(config.data, meta)
+        elif image_size_for(config.data, meta) != size:
+            raise ValueError(f"checkpoint {path} takes {meta['input_size']} px images but {config.checkpoints[0]} "
+                             f"takes {size}: average checkpoints of one input size")
+        check_data_fits_model(info, meta, data=config.data, checkpoint=path)
         if int(labels.max()) >= meta["num_classes"]:
             raise ValueError(f"dataset labels reach {int(labels.max())} but checkpoint {path} has "
                              f"num_classes={meta['num_classes']}: wrong --data for this checkpoint?")

@@ -318,7 +318,7 @@ def _run_kmix_cv(config: ScoreConfig, method: ScoreMethod) -> dict:
 
     Summary: n, draws, wall_s, scored_composites, composites_per_s, out, complete, rank, world_size.
     """
-    from kmix.data.registry import build_dataset
+    from kmix.data.for_model import train_data_for_model
     from kmix.train.checkpoint import load_model
 
     checkpoint = config.checkpoints[0]
@@ -327,10 +327,7 @@ def _run_kmix_cv(config: ScoreConfig, method: ScoreMethod) -> dict:
     local_rank = int(os.environ.get("LOCAL_RANK", rank)) if world_size > 1 else None
     device = resolve_device(config.device, local_rank)
     model, meta = load_model(checkpoint, map_location=device)
-    dataset, info = build_dataset(config.data, root=config.data_root, train=True)
-    if info.in_chans != meta["in_chans"]:
-        raise ValueError(f"checkpoint {checkpoint} expects {meta['in_chans']} channel(s) but --data "
-                         f"{config.data!r} has {info.in_chans}")
+    dataset, _ = train_data_for_model(config.data, meta, root=config.data_root, checkpoint=checkpoint)
     started_group = False
     if world_size > 1 and not _distributed() and "MASTER_ADDR" in os.environ:  # under torchrun
         import torch.distributed as dist

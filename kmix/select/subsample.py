@@ -249,10 +249,19 @@ def _labels_and_scores(config: SubsampleConfig):
 
     table = read_scores(config.scores) if config.scores is not None else None
     dataset = None
+    need = method_needs(config.by)
+    model = None
     if config.data is not None:
         from kmix.data.registry import build_dataset
 
-        dataset, _ = build_dataset(config.data, root=config.data_root, train=True)
+        if need == "model":  # the data as the checkpoint's model sees it (size), refused when it doesn't fit
+            from kmix.data.for_model import train_data_for_model
+            from kmix.train.checkpoint import load_model
+
+            model, meta = load_model(config.checkpoint, map_location=resolve_device(config.device))
+            dataset, _ = train_data_for_model(config.data, meta, root=config.data_root, checkpoint=config.checkpoint)
+        else:
+            dataset, _ = build_dataset(config.data, root=config.data_root, train=True)
         data_labels = np.asarray(list(dataset.targets), dtype=np.int64)
         if table is not None:
             if len(table) != len(data_labels):
@@ -264,7 +273,6 @@ def _labels_and_scores(config: SubsampleConfig):
                                  f"(first at index {bad}): scored on another dataset?")
     labels = table.label if table is not None else data_labels
     values, default_order = None, "high"
-    need = method_needs(config.by)
     if need == "scores":
         if config.by not in table.columns:
             raise ValueError(f"unknown method --by {config.by!r}: not one of {', '.join(BASELINES)} and not a "
@@ -273,10 +281,8 @@ def _labels_and_scores(config: SubsampleConfig):
         default_order = table.default_order(config.by)
     elif need == "model":
         from kmix.select.baselines import mc_dropout_entropy, penultimate_features
-        from kmix.train.checkpoint import load_model
 
         device = resolve_device(config.device)
-        model, _ = load_model(config.checkpoint, map_location=device)
         kw = dict(batch_size=config.batch_size, device=device, quiet=config.quiet)
         if config.by == "mc-dropout":
             values = mc_dropout_entropy(model, dataset, passes=config.mc_passes, p=config.mc_p, seed=config.seed,
