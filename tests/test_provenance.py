@@ -125,3 +125,29 @@ def test_model_baselines_refuse_data_with_other_channels(tmp_path, capsys):
                      "--out", str(tmp_path / "sub.json"), "--quiet"]) == 2
         assert "expects 3 channel(s) but --data 'digits' has 1" in capsys.readouterr().err
     assert not (tmp_path / "sub.json").exists()
+
+
+def test_artifacts_record_what_they_were_made_from(tmp_path):
+    """Checkpoints, scores sidecars and subset files carry the data's record and the content hashes."""
+    from kmix.io import file_sha256
+    from kmix.train.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    fit(TrainConfig(epochs=1, limit_train_batches=2, out=str(run), quiet=True, tensorboard=False, plot=False))
+    prov = load_checkpoint(run / "last.pt")["model_meta"]["provenance"]
+    assert prov["data"] == "digits" and prov["num_images"] == 1437 and prov["in_chans"] == 1
+    assert prov["classes"] == [str(i) for i in range(10)] and prov["image_size"] == 16
+    scores = tmp_path / "s.csv"
+    assert main(["score", "--method", "el2n", "--checkpoint", str(run / "last.pt"), "--out", str(scores),
+                 "--quiet"]) == 0
+    meta = read_scores(scores).meta
+    assert meta["checkpoint_sha256"] == [file_sha256(run / "last.pt")] and meta["data_provenance"] == prov
+    assert main(["subsample", "--scores", str(scores), "--by", "el2n", "--ratio", "0.1", "--data", "digits",
+                 "--out", str(tmp_path / "sub.json")]) == 0
+    record = json.loads((tmp_path / "sub.json").read_text())
+    assert record["scores_sha256"] == file_sha256(scores) and record["data_provenance"] == prov
+    # a consumer compares the class names: the same indices claimed for other classes are refused
+    record["data_provenance"]["classes"] = [f"c{i}" for i in range(10)]
+    (tmp_path / "other.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"other.json was made from a dataset with classes \['c0'"):
+        fit(TrainConfig(subset=str(tmp_path / "other.json"), epochs=1, out=str(tmp_path / "r2"), quiet=True))

@@ -18,9 +18,10 @@ def _is_path(obj: Any) -> bool:
     return isinstance(obj, (str, os.PathLike))
 
 
-def read_indices_file(path: PathLike, n: int | None = None) -> list:
+def read_indices_file(path: PathLike, n: int | None = None, classes: Sequence[str] = ()) -> list:
     """Read the raw index list from a JSON file: `{"indices": [...], ...}` or a plain list. A file that
-    records the size of the dataset it was made from (`n_total`, as kmix subsample writes) must match `n`."""
+    records the dataset it was made from (`n_total`, `data_provenance.classes`, as kmix subsample writes)
+    must match `n` and `classes`."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"subset index file not found: {path}")
@@ -36,6 +37,10 @@ def read_indices_file(path: PathLike, n: int | None = None) -> list:
             raise ValueError(f"subset index file {path} was made from a dataset of {made_for} images "
                              f"(data {payload.get('data')!r}), but this one has {n}: the indices would name "
                              "other images")
+        made_from = (payload.get("data_provenance") or {}).get("classes") or []
+        if classes and made_from and list(made_from) != list(classes):
+            raise ValueError(f"subset index file {path} was made from a dataset with classes {made_from[:5]}..., "
+                             f"but this one has {list(classes)[:5]}...: the indices would name other images")
         payload = payload["indices"]
     if not isinstance(payload, list):
         raise ValueError(
@@ -69,10 +74,12 @@ def validate_indices(indices: Iterable[Any], n: int, *, source: str = "indices")
     return out
 
 
-def load_indices(path_or_list: PathLike | Sequence[int], n: int) -> list[int]:
-    """Indices for a dataset of `n` items from a JSON file or a sequence, validated (range, duplicates)."""
+def load_indices(path_or_list: PathLike | Sequence[int], n: int, classes: Sequence[str] = ()) -> list[int]:
+    """Indices for a dataset of `n` items (named `classes`, when known) from a JSON file or a sequence,
+    validated (made from this dataset, range, duplicates)."""
     if _is_path(path_or_list):
-        return validate_indices(read_indices_file(path_or_list, n), n, source=f"subset index file {path_or_list}")
+        return validate_indices(read_indices_file(path_or_list, n, classes), n,
+                                source=f"subset index file {path_or_list}")
     return validate_indices(path_or_list, n)
 
 

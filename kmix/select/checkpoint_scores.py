@@ -28,7 +28,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from kmix.data.provenance import data_provenance
 from kmix.devices import resolve_device
+from kmix.io import file_sha256
 from kmix.select.bank import dataset_labels
 from kmix.select.methods import ScoreMethod, register_score_method
 from kmix.select.score import rank_and_world  # also registers kmix-cv first, so it leads the registry
@@ -216,6 +218,8 @@ def run_checkpoint_score(config, method: ScoreMethod) -> dict:
         columns.update({f"{name}_{j}": stacked[:, j] for j in range(stacked.shape[1])})
     meta_out = {"method": method.name, "score_columns": list(method.columns), "orders": dict(method.orders),
                 "checkpoints": list(config.checkpoints), "reduce": "mean over checkpoints",
+                "checkpoint_sha256": [file_sha256(p) for p in config.checkpoints],
+                "data_provenance": data_provenance(config.data, info, len(labels), config.data_root),
                 "data": config.data, "n": len(labels), "model_mode": "eval", "augmentation": "none"}
     if method.name == "grand":
         meta_out["grand_params"] = config.grand_params

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from kmix.data.provenance import data_provenance
 from kmix.devices import resolve_device
 from kmix.io import file_sha256, write_json_atomic
 from kmix.mix import SoftTargetCrossEntropy, apply_cutmix, mix_labels
@@ -327,7 +328,7 @@ def _run_kmix_cv(config: ScoreConfig, method: ScoreMethod) -> dict:
     local_rank = int(os.environ.get("LOCAL_RANK", rank)) if world_size > 1 else None
     device = resolve_device(config.device, local_rank)
     model, meta = load_model(checkpoint, map_location=device)
-    dataset, _ = train_data_for_model(config.data, meta, root=config.data_root, checkpoint=checkpoint)
+    dataset, info = train_data_for_model(config.data, meta, root=config.data_root, checkpoint=checkpoint)
     started_group = False
     if world_size > 1 and not _distributed() and "MASTER_ADDR" in os.environ:  # under torchrun
         import torch.distributed as dist
@@ -335,7 +336,7 @@ def _run_kmix_cv(config: ScoreConfig, method: ScoreMethod) -> dict:
         dist.init_process_group("nccl" if str(device).startswith("cuda") else "gloo")
         started_group = True
     try:
-        return _score_and_write(config, checkpoint, model, meta, dataset, device, rank, world_size)
+        return _score_and_write(config, checkpoint, model, meta, dataset, info, device, rank, world_size)
     finally:
         if started_group:
             import torch.distributed as dist
@@ -344,7 +345,8 @@ def _run_kmix_cv(config: ScoreConfig, method: ScoreMethod) -> dict:
             dist.destroy_process_group()
 
 
-def _score_and_write(config: ScoreConfig, checkpoint: str, model: nn.Module, meta: dict, dataset: Dataset, device,
+def _score_and_write(config: ScoreConfig, checkpoint: str, model: nn.Module, meta: dict, dataset: Dataset, info,
+                     device,
                      rank: int, world_size: int) -> dict:
     out = Path(config.out)
     chunk_dir = out.with_name(out.name + ".chunks")
@@ -361,7 +363,8 @@ def _score_and_write(config: ScoreConfig, checkpoint: str, model: nn.Module, met
                "composites_per_s": round(counters["scored"] / max(wall, 1e-9), 1),
                "out": str(out), "complete": losses is not None, "rank": rank, "world_size": world_size}
     if losses is not None and rank == 0:
-        meta_out = {"checkpoint": checkpoint, "data": config.data, "n": n,
+        meta_out = {"checkpoint": checkpoint, "checkpoint_sha256": file_sha256(checkpoint), "data": config.data,
+                    "data_provenance": data_provenance(config.data, info, n, config.data_root), "n": n,
                     **asdict(config.spec), "alpha": list(config.spec.alpha), "std_ddof": STD_DDOF}
         written = write_scores(out, dataset_labels(dataset), losses, summarize_losses(losses), meta_out)
         summary["files"] = [str(p) for p in written]

@@ -336,6 +336,24 @@ def select_indices(config: SubsampleConfig) -> tuple[list[int], np.ndarray]:
     return sel.indices, sel.labels
 
 
+def _provenance(config: SubsampleConfig) -> dict:
+    """What the subset was made from: the data's record, and the content hashes of the scores file and checkpoint."""
+    from kmix.io import file_sha256
+
+    out: dict = {}
+    if config.data is not None:
+        from kmix.data.provenance import data_provenance
+        from kmix.data.registry import build_dataset
+
+        dataset, info = build_dataset(config.data, root=config.data_root, train=True)
+        out["data_provenance"] = data_provenance(config.data, info, len(dataset), config.data_root)
+    if config.scores:
+        out["scores_sha256"] = file_sha256(config.scores)
+    if config.checkpoint:
+        out["checkpoint_sha256"] = file_sha256(config.checkpoint)
+    return out
+
+
 def run_subsample(config: SubsampleConfig) -> dict:
     """Choose the subset and write `{"indices": [...], how they were chosen, per-class counts}` atomically.
 
@@ -354,5 +372,6 @@ def run_subsample(config: SubsampleConfig) -> dict:
     }
     if sel.ccs is not None:
         record["ccs"] = sel.ccs
+    record.update(_provenance(config))
     write_json_atomic(Path(config.out), record)
     return record

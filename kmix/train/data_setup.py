@@ -129,7 +129,7 @@ def build_train_data(config: TrainConfig, device: torch.device, *, rank: int = 0
         raise ValueError(f"loader 'device' cannot hold {config.data!r} on the device; use --loader workers")
     full_n = len(train_set)  # type: ignore[arg-type]
     targets = list(train_set.targets)  # type: ignore[attr-defined]
-    train_indices = None if config.subset is None else load_indices(config.subset, full_n)
+    train_indices = None if config.subset is None else load_indices(config.subset, full_n, classes=info.class_names)
     val_indices = None
     if config.eval_on_train or config.val_fraction > 0:
         plain, _ = build_dataset(config.data, train=True, augment=False, **common)

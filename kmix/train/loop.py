@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from kmix.data.provenance import data_provenance
 from kmix.data.transforms import cutout
 from kmix.devices import resolve_device
 from kmix.io import write_json_atomic, write_text_atomic
@@ -217,6 +218,7 @@ class _Run:
         self.scheduler = build_scheduler(config, self.optimizer, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16")
         self.meta = model_meta(config.model, self.info, **self.model_kwargs)
+        self.meta["provenance"] = data_provenance(config.data, self.info, self._full_train_size(), config.data_root)
 
         self.progress = Progress()
         self.pending: list[torch.Tensor] = []  # losses of the steps since the last host sync
