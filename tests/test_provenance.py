@@ -3,6 +3,8 @@ another dataset, a scores file cut short or holding an infinite score."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,3 +153,21 @@ def test_artifacts_record_what_they_were_made_from(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"other.json was made from a dataset with classes \['c0'"):
         fit(TrainConfig(subset=str(tmp_path / "other.json"), epochs=1, out=str(tmp_path / "r2"), quiet=True))
+
+
+def test_a_broken_test_image_is_found_before_the_first_epoch(tmp_path):
+    """P10: without --check-images the bad test image surfaced at the first evaluation, the epoch lost."""
+    from data_sources import tiny_imagefolder
+
+    folder = tiny_imagefolder(tmp_path / "folder")
+    bad = sorted((folder / "val" / "b").iterdir())[0]
+    bad.write_bytes(bad.read_bytes()[:60])  # truncated
+    cfg = TrainConfig(data=str(folder), image_size=16, model="small_cnn", model_kwargs={"width": 4}, epochs=1,
+                      batch_size=8, loader="workers", out=str(tmp_path / "run"), quiet=True, tensorboard=False)
+    with pytest.raises(ValueError, match=rf"1 unreadable image\(s\) in the val split of .*folder: {bad}"):
+        fit(cfg)
+    assert not (tmp_path / "run").exists()  # refused before any work
+    bad.unlink()
+    fit(cfg)
+    markers = list(Path(os.environ["KMIX_CACHE_DIR"]).glob("readable-*.json"))
+    assert len(markers) == 1 and json.loads(markers[0].read_text())["images"] == 7  # checked once, remembered

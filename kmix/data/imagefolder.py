@@ -50,6 +50,33 @@ def find_unreadable_images(dataset: "KmixImageFolder", quiet: bool = True) -> li
     return bad
 
 
+def check_readable_once(dataset: "KmixImageFolder", what: str, quiet: bool = True) -> None:
+    """Decode every image of `dataset` before a run needs them, raising naming the unreadable files. A
+    passed check is remembered in the data cache under the files' fingerprint, so it reruns only when
+    they change (e.g. a test split, which a run reads first after its first epoch)."""
+    import hashlib
+    import json
+
+    from kmix.data.cache import default_cache_dir
+
+    root = Path(dataset.root).resolve()
+    stamp = fingerprint(root)
+    marker = default_cache_dir() / f"readable-{hashlib.sha256(str(root).encode()).hexdigest()[:16]}.json"
+    try:
+        if json.loads(marker.read_text()).get("fingerprint") == stamp:
+            return
+    except (OSError, ValueError):
+        pass
+    bad = find_unreadable_images(dataset, quiet=quiet)
+    if bad:
+        raise ValueError(f"{len(bad)} unreadable image(s) in {what}: " + ", ".join(bad[:5])
+                         + (" ..." if len(bad) > 5 else ""))
+    try:
+        write_json_atomic(marker, {"root": str(root), "fingerprint": stamp, "images": len(dataset.samples)})
+    except OSError:  # a read-only cache only costs the check next time
+        pass
+
+
 def read_class_list(path: str | os.PathLike) -> list[str]:
     """Class names (e.g. wnids) from a text file, one per line; blank lines and `#` comments skipped."""
     path = Path(path)

@@ -152,6 +152,10 @@ def build_train_data(config: TrainConfig, device: torch.device, *, rank: int = 0
         eval_set, _ = build_dataset(config.data, train=False, augment=False, **common)
         eval_split = _eval_split_name(config)
         _check_same_classes(info, eval_set, config)
+        if hasattr(eval_set, "samples") and not config.check_images:  # read lazily: check it before epoch 1
+            from kmix.data.imagefolder import check_readable_once
+
+            check_readable_once(eval_set, f"the {eval_split} split of {config.data}", quiet=quiet)
     if train_indices is not None:
         if not train_indices:
             raise ValueError(f"the training subset is empty ({config.subset if isinstance(config.subset, str) else 'subset'})")
