@@ -171,3 +171,23 @@ def test_a_broken_test_image_is_found_before_the_first_epoch(tmp_path):
     fit(cfg)
     markers = list(Path(os.environ["KMIX_CACHE_DIR"]).glob("readable-*.json"))
     assert len(markers) == 1 and json.loads(markers[0].read_text())["images"] == 7  # checked once, remembered
+
+
+@pytest.mark.parametrize("change", ["rename", "drop"])
+def test_a_test_split_with_other_class_folders_is_refused(tmp_path, change):
+    """P1: each split numbered its own folders, so test label 1 could be another class than train label 1."""
+    import shutil
+
+    from data_sources import tiny_imagefolder
+
+    folder = tiny_imagefolder(tmp_path / "folder")
+    if change == "rename":
+        (folder / "val" / "b").rename(folder / "val" / "kitty")
+    else:
+        shutil.rmtree(folder / "val" / "a")
+    cfg = TrainConfig(data=str(folder), image_size=16, model="small_cnn", model_kwargs={"width": 4}, epochs=1,
+                      batch_size=8, loader="workers", out=str(tmp_path / "run"), quiet=True)
+    with pytest.raises(ValueError, match=r"the evaluation split's classes \[.*\] differ from the training "
+                                         r"split's \['a', 'b'\]; labels would not match"):
+        fit(cfg)
+    assert not (tmp_path / "run").exists()
