@@ -33,12 +33,11 @@ from pathlib import Path
 
 import torch
 
-from kmix.select.methods import ScoreMethod, register_score_method
+from kmix.select.methods import DYN_UNC_WINDOW, ScoreMethod, register_score_method
 from kmix.select.score import ScoreConfig
 from kmix.select.scores_file import write_score_table
 
 DYNAMICS_FILE = "dynamics.pt"
-DYN_UNC_WINDOW = 10  # J = 10 in He et al. (their experiments and code default)
 
 
 def load_dynamics(run_dir: str | Path) -> dict:

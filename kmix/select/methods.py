@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 NEEDS = ("checkpoint", "run")
+DYN_UNC_WINDOW = 10  # Dyn-Unc's window J in epochs: 10 in He et al. (their experiments and code default)
 ORDER_VALUES = ("high", "low")
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from kmix.io import atomic_write, write_csv_atomic, write_json_atomic, write_text_atomic
 from kmix.options import data_option, data_root_option, device_option, option, quiet_option
 from kmix.runs import check_resume, lock_run_folder
+from kmix.select.methods import DYN_UNC_WINDOW
 from kmix.select.score import ScoreConfig, ScoreSpec, run_score
 from kmix.select.subsample import BASELINES, CCS_BINS, ORDERS, SAMPLINGS, SubsampleConfig, run_subsample
 from kmix.train.config import AMP_MODES
@@ -128,7 +129,7 @@ class PruneCurveConfig:
     ccs_beta: float | None = option(None, "CCS hard-cut fraction",
                                     default_text="kmix subsample's, 0.3 at T <= 0.1 ... 0 at T >= 0.5")
     ccs_bins: int = option(CCS_BINS, "CCS strata")
-    dyn_unc_window: int = option(10, "Dyn-Unc window J in epochs")
+    dyn_unc_window: int = option(DYN_UNC_WINDOW, "Dyn-Unc window J in epochs")
     out: str = option("prune_curve", "output folder")
     device: str = device_option("cpu", cli_default="auto")
     threads: int | None = option(None, "CPU threads for torch")

@@ -38,7 +38,7 @@ from kmix.options import data_option, data_root_option, device_option, option, q
 from kmix.runs import RunStopped, check_resume, load_state, lock_run_folder, save_state
 from kmix.select.anchored import AnchoredSampler, chunk_generator, default_anchor_phi
 from kmix.select.bank import ImageBank, dataset_labels
-from kmix.select.methods import ScoreMethod, register_score_method
+from kmix.select.methods import DYN_UNC_WINDOW, ScoreMethod, register_score_method
 from kmix.select.scores_file import write_scores
 
 STD_DDOF = 0  # population std of the M losses
@@ -106,7 +106,7 @@ class ScoreConfig:
                                        "||p - y|| * sqrt(||h||^2 + 1), a forward pass) or of all parameters (all: "
                                        "per-sample gradients via torch.func, Paul et al.'s definition, slower)",
                                choices=GRAND_PARAMS)
-    dyn_unc_window: int = option(10, "dyn-unc only: epochs per sliding window, J (as He et al.)", flag="--window")
+    dyn_unc_window: int = option(DYN_UNC_WINDOW, "dyn-unc only: epochs per sliding window, J (as He et al.)", flag="--window")
     batch_size: int = option(256, "images or composites per forward pass")
     device: str = device_option("cpu", cli_default="auto")
     quiet: bool = quiet_option()
