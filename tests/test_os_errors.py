@@ -103,19 +103,48 @@ def test_an_unwritable_out_is_a_one_line_error(tmp_path, capsys):
     assert (tmp_path / "plain").read_text() == "a file"
 
 
-def test_a_read_only_out_is_a_one_line_error(tmp_path, capsys):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    (folder / "grid.png").write_bytes(b"old")
-    folder.chmod(0o500)
+def _show_as(uid: int | None, out: Path, queue) -> None:
+    """Child of a fork: drop to `uid` (root bypasses folder permissions), run kmix show, report (code, stderr)."""
+    import contextlib
+    import io
+
+    if uid is not None:
+        os.setgid(uid)
+        os.setuid(uid)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["show", "--num-images", "2", "--out", str(out)])
+    queue.put((code, err.getvalue()))
+
+
+def test_a_read_only_out_is_a_one_line_error():
+    """A folder without write permission; as root the command runs in a child process as user nobody."""
+    import multiprocessing as mp
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="kmix-ro-"))  # outside pytest's 0700 folders, so nobody can enter it
     try:
-        if os.access(folder, os.W_OK):
-            pytest.skip("this user (root) may write into a read-only folder")
-        assert main(["show", "--num-images", "2", "--out", str(folder / "grid.png")]) == 2
-        assert capsys.readouterr().err == f"kmix show: error: cannot write {folder / 'grid.png'}: Permission denied\n"
+        base.chmod(0o755)
+        folder = base / "ro"
+        folder.mkdir()
+        (folder / "grid.png").write_bytes(b"old")
+        folder.chmod(0o555)
+        # a run into a writable folder first: the child then needs no file outside it (nobody cannot read
+        # a Python installed under /root)
+        assert main(["show", "--num-images", "2", "--out", str(base / "warm.png")]) == 0
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_show_as, args=(65534 if os.geteuid() == 0 else None, folder / "grid.png", queue))
+        child.start()
+        code, err = queue.get(timeout=120)
+        child.join()
+        assert code == 2
+        assert err == f"kmix show: error: cannot write {folder / 'grid.png'}: Permission denied\n"
         assert _files(folder) == {"grid.png": b"old"}
     finally:
-        folder.chmod(0o700)
+        (base / "ro").chmod(0o755)
+        shutil.rmtree(base)
 
 
 def test_a_bad_image_read_in_a_worker_process_is_one_line_naming_the_file(tmp_path, capsys):
