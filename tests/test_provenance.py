@@ -169,8 +169,9 @@ def test_a_broken_test_image_is_found_before_the_first_epoch(tmp_path):
     assert not (tmp_path / "run").exists()  # refused before any work
     bad.unlink()
     fit(cfg)
-    markers = list(Path(os.environ["KMIX_CACHE_DIR"]).glob("readable-*.json"))
-    assert len(markers) == 1 and json.loads(markers[0].read_text())["images"] == 7  # checked once, remembered
+    records = [json.loads(m.read_text()) for m in Path(os.environ["KMIX_CACHE_DIR"]).glob("readable-*.json")]
+    mine = [r for r in records if r["root"] == str((folder / "val").resolve())]
+    assert len(mine) == 1 and mine[0]["images"] == 7  # checked once, remembered
 
 
 @pytest.mark.parametrize("change", ["rename", "drop"])

@@ -38,4 +38,4 @@ def test_torchrun_two_processes_write_once_and_resume(tmp_path):
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2] and lines[1]["steps"] == 6
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith("events")) == \
-        ["best.pt", "config.yaml", "curves.png", "last.pt", "metrics.jsonl", "summary.json"]  # no stray temp files
+        [".kmix.lock", "best.pt", "config.yaml", "curves.png", "last.pt", "metrics.jsonl", "summary.json"]  # no stray temp files
