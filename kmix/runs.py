@@ -150,6 +150,14 @@ LOCK_NAME = ".kmix.lock"
 TEMP_FILE = re.compile(r".+\.[A-Za-z0-9_]{8}\.tmp")  # kmix.io.atomic_write's temp files (mkstemp's 8 characters)
 
 
+def remove_temp_files(folder: str | os.PathLike, prefix: str = "") -> None:
+    """Delete the temp files that writes killed mid-way left in `folder` (kmix.io's `NAME.XXXXXXXX.tmp`),
+    only those whose name starts with `prefix`. Call it holding the lock of whatever writes there."""
+    for stale in Path(folder).iterdir():
+        if stale.name.startswith(prefix) and TEMP_FILE.fullmatch(stale.name) and stale.is_file():
+            stale.unlink(missing_ok=True)
+
+
 class RunFolderBusy(RuntimeError):
     """Another live process writes into the run folder."""
 
@@ -180,9 +188,7 @@ def lock_run_folder(folder: str | os.PathLike, command: str = "kmix", name: str 
                                 "--out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{command} (pid {os.getpid()} on {socket.gethostname()})".encode(), 0)
-        for stale in folder.iterdir():
-            if TEMP_FILE.fullmatch(stale.name) and stale.is_file():
-                stale.unlink(missing_ok=True)
+        remove_temp_files(folder)
         yield folder
     finally:
         os.close(fd)  # closing releases the lock

@@ -171,9 +171,12 @@ def _save_digits_checkpoint(path):
 def test_cli_score_writes_readable_file(tmp_path, capsys):
     ckpt, out = tmp_path / "m.pt", tmp_path / "scores.csv"
     _save_digits_checkpoint(ckpt)
+    (tmp_path / "scores.csv.a1b2c3d4.tmp").write_text("half a CSV")  # a write killed mid-way, earlier
+    (tmp_path / "other.csv.a1b2c3d4.tmp").write_text("another command's")
     rc = main(["score", "--checkpoint", str(ckpt), "--draws", "2", "--chunk-size", "500", "--out", str(out),
                "--quiet"])
     assert rc == 0
+    assert sorted(p.name for p in tmp_path.glob("*.tmp")) == ["other.csv.a1b2c3d4.tmp"]
     with open(out) as f:
         header = next(csv.reader(f))
     assert header == ["index", "label", "mean", "std", "cv", "loss_0", "loss_1"]

@@ -35,7 +35,7 @@ from kmix.devices import resolve_device
 from kmix.io import file_sha256, write_json_atomic
 from kmix.mix import SoftTargetCrossEntropy, apply_cutmix, mix_labels
 from kmix.options import data_option, data_root_option, device_option, option, quiet_option
-from kmix.runs import RunStopped, check_resume, load_state, lock_run_folder, save_state
+from kmix.runs import RunStopped, check_resume, load_state, lock_run_folder, remove_temp_files, save_state
 from kmix.select.anchored import AnchoredSampler, chunk_generator, default_anchor_phi
 from kmix.select.bank import ImageBank, dataset_labels
 from kmix.select.methods import DYN_UNC_WINDOW, ScoreMethod, register_score_method
@@ -352,22 +352,27 @@ def _score_and_write(config: ScoreConfig, checkpoint: str, model: nn.Module, met
     chunk_dir = out.with_name(out.name + ".chunks")
     counters: dict = {}
     t0 = time.perf_counter()
-    with lock_run_folder(chunk_dir, "kmix score", name=f".kmix.lock.rank{rank}"):  # one process per shard
+    # one process per shard; rank 0's lock also covers the output files, whose killed writes it clears
+    with lock_run_folder(chunk_dir, "kmix score", name=f".kmix.lock.rank{rank}"):
+        if rank == 0:
+            remove_temp_files(out.parent, prefix=out.stem + ".")
         losses = score_losses(model, dataset, meta["num_classes"], config.spec, batch_size=config.batch_size,
                               device=device, quiet=config.quiet, chunk_dir=chunk_dir,
                               fingerprint={"checkpoint_sha256": file_sha256(checkpoint), "data": config.data},
                               rank=rank, world_size=world_size, counters=counters)
-    wall = time.perf_counter() - t0
-    n = len(dataset)
-    summary = {"n": n, "draws": config.spec.draws, "wall_s": round(wall, 3), "scored_composites": counters["scored"],
-               "composites_per_s": round(counters["scored"] / max(wall, 1e-9), 1),
-               "out": str(out), "complete": losses is not None, "rank": rank, "world_size": world_size}
+        wall = time.perf_counter() - t0
+        n = len(dataset)
+        summary = {"n": n, "draws": config.spec.draws, "wall_s": round(wall, 3),
+                   "scored_composites": counters["scored"],
+                   "composites_per_s": round(counters["scored"] / max(wall, 1e-9), 1),
+                   "out": str(out), "complete": losses is not None, "rank": rank, "world_size": world_size}
+        if losses is not None and rank == 0:
+            meta_out = {"checkpoint": checkpoint, "checkpoint_sha256": file_sha256(checkpoint), "data": config.data,
+                        "data_provenance": data_provenance(config.data, info, n, config.data_root), "n": n,
+                        **asdict(config.spec), "alpha": list(config.spec.alpha), "std_ddof": STD_DDOF}
+            written = write_scores(out, dataset_labels(dataset), losses, summarize_losses(losses), meta_out)
+            summary["files"] = [str(p) for p in written]
     if losses is not None and rank == 0:
-        meta_out = {"checkpoint": checkpoint, "checkpoint_sha256": file_sha256(checkpoint), "data": config.data,
-                    "data_provenance": data_provenance(config.data, info, n, config.data_root), "n": n,
-                    **asdict(config.spec), "alpha": list(config.spec.alpha), "std_ddof": STD_DDOF}
-        written = write_scores(out, dataset_labels(dataset), losses, summarize_losses(losses), meta_out)
-        summary["files"] = [str(p) for p in written]
         shutil.rmtree(chunk_dir, ignore_errors=True)
     return summary
 
