@@ -38,3 +38,22 @@ def test_kmix_train_on_the_device_pipeline_runs_and_evaluates_the_test_split(tmp
                               out=str(tmp_path / "run"), quiet=True, tensorboard=False, plot=False))
     assert summary["loader"] == "device" and summary["eval_split"] == "test" and summary["eval_images"] == 30
     assert summary["steps"] == 2 * (80 // 16) and summary["top1_err"] is not None
+
+
+def test_prepared_steps_on_cuda_track_the_cpu_run_with_the_same_setting(tmp_path):
+    """The CUDA default prepares 16 steps per call; a CPU run told to do the same draws the same crops
+    and partners (parameters come from CPU generators), so fp32 losses agree to float noise."""
+    from cuda_support import ON_CPU, relative_gap, tf32
+    from kmix.train.checkpoint import load_checkpoint
+
+    tree = str(write_cifar_tree(tmp_path / "tree", n_train=16, n_test=2))
+    cfg = TrainConfig(data="cifar10", data_root=tree, model="small_cnn", model_kwargs={"width": 8}, mix="dcutmix",
+                      k=3, alpha=1.0, epochs=2, batch_size=8, lr=0.05, loader="device", quiet=True,
+                      tensorboard=False, plot=False, prepare_steps=16 if ON_CPU else None)
+    with tf32(False):
+        gpu = fit(cfg.replace(device=DEVICE, out=str(tmp_path / "gpu")))
+    cpu = fit(cfg.replace(device="cpu", prepare_steps=16, out=str(tmp_path / "cpu")))
+    assert load_checkpoint(tmp_path / "gpu" / "last.pt")["prepare_steps"] == 16
+    assert gpu["steps"] == cpu["steps"] == 40  # 160 images, batch 8: calls of 16, 4, 16 and 4 steps
+    gap = relative_gap(gpu["train_loss"], cpu["train_loss"])
+    assert gap < 1e-3, (gpu["train_loss"], cpu["train_loss"])

@@ -120,7 +120,7 @@ def test_augmented_batches_are_a_pure_function_of_the_step_generators():
     a = [x for x, _ in loader.epoch(1, 0, gens())]
     b = [x for x, _ in loader.epoch(1, 0, gens())]
     assert all(torch.equal(u, v) for u, v in zip(a, b))
-    with pytest.raises(ValueError, match="generator per step"):
+    with pytest.raises(ValueError, match="generator per call"):
         next(loader.epoch(1))
     last = DeviceLoader(_arrays(64), device="cpu", batch_size=16, seed=0, augment="crop_flip", channels_last=True)
     x, _ = next(last.epoch(1, 0, gens()))

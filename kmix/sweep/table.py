@@ -23,7 +23,8 @@ from kmix.mix import MIX_NAMES
 
 # config fields that say how a run was executed, not what was trained
 OPERATIONAL = frozenset({"seed", "out", "resume", "device", "workers", "threads", "quiet", "plot", "tensorboard",
-                         "ckpt_every_steps", "download", "check_images", "channels_last", "loader"})
+                         "ckpt_every_steps", "download", "check_images", "channels_last", "loader",
+                         "prepare_steps"})
 SUMMARY_KEYS = ("eval_split", "eval_images")  # what was evaluated (summary.json); part of the group key
 METHOD_FIELDS = ("data", "model", "epochs", "mix", "k", "alpha", "p")  # always shown, in this order
 ERR_METRICS = ("top1_err", "best_top1_err", "top5_err", "best_top5_err")

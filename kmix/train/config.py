@@ -18,6 +18,7 @@ AMP_MODES = ("none", "bf16", "fp16")
 LOADERS = ("auto", "device", "workers")
 
 # fields a resumed run must share with the run it continues (the others may change, e.g. epochs)
+AUTO_PREPARE_STEPS = 16  # prepare_steps' auto value on CUDA (fewer when the steps' float images exceed 256 MiB)
 RUN_DEFINING = ("data", "model", "mix", "k", "alpha", "p", "batch_size", "seed", "subset", "image_size",
                 "model_kwargs", "genotype", "label_smoothing", "lr", "momentum", "nesterov", "weight_decay",
                 "schedule", "milestones", "gamma", "warmup_epochs", "limit_train_batches", "grad_clip", "cutout",
@@ -42,6 +43,10 @@ class TrainConfig:
     eval_every: int = option(1, "evaluate every N epochs; the last epoch always")
     loader: str = option("auto", "device: uint8 set on the training device, batched augmentation; workers: "
                                  "DataLoader; auto: device when the set fits in half the free memory", choices=LOADERS)
+    prepare_steps: int | None = option(None, "device pipeline: augment and mix this many steps' batches in one call "
+                                             "(mixing partners then come from those steps' images); cuts the per-step "
+                                             "host overhead that bounds small models on a GPU. Default (auto): "
+                                             f"up to {AUTO_PREPARE_STEPS} on CUDA when p = 1, else 1 (one batch per call)")
     model: str = option("small_cnn", "registry name, tv:NAME or timm:NAME")
     model_kwargs: dict[str, Any] = option({}, "extra model builder arguments", cli=False)
     genotype: str | dict | None = option(None, "genotype JSON for --model darts (from `kmix search`)")
@@ -114,6 +119,11 @@ class TrainConfig:
         if self.limit_train_batches is not None:
             _int("limit_train_batches", self.limit_train_batches)
             _require(self.limit_train_batches >= 1, "limit_train_batches", self.limit_train_batches, ">= 1 or null")
+        if self.prepare_steps is not None:
+            _int("prepare_steps", self.prepare_steps)
+            _require(self.prepare_steps >= 1, "prepare_steps", self.prepare_steps, ">= 1 or null (auto)")
+            _require(self.prepare_steps == 1 or self.p == 1, "prepare_steps", self.prepare_steps,
+                     "1 when p < 1 (the mixing coin is tossed per batch)")
         if self.image_size is not None:
             _int("image_size", self.image_size)
             _require(self.image_size >= 4, "image_size", self.image_size, ">= 4 or null")

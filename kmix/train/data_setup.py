@@ -19,9 +19,10 @@ from kmix.data.info import DatasetInfo
 from kmix.runs import Stream, generator_for
 from kmix.data.registry import DATASET_NAMES, build_dataset
 from kmix.data.subset import load_indices, subset_dataset
-from kmix.train.config import TrainConfig
+from kmix.train.config import AUTO_PREPARE_STEPS, TrainConfig
 
 VAL_SPLIT_SEED = 0  # the --val-fraction hold-out is the same for every training seed (comparable runs)
+PREPARE_BYTES = 256 * 2**20  # auto prepare_steps keeps one call's float images under this
 MEMORY_SHARE = 0.5  # `loader: auto` keeps a set on the device when it takes at most this share of free memory
 
 
@@ -113,6 +114,25 @@ def choose_loader(config: TrainConfig, device: torch.device) -> str:
         return "device"
     need = _imagefolder_bytes(config) if is_imagefolder(config.data) else 50_000 * 32 * 32 * 3
     return "device" if need <= MEMORY_SHARE * free_memory(device) else "workers"
+
+
+def resolve_prepare_steps(config: TrainConfig, data: TrainData, device: torch.device) -> int:
+    """Steps whose batches the device pipeline prepares in one call: config.prepare_steps, or when unset
+    (auto) up to AUTO_PREPARE_STEPS on CUDA with p = 1, as many as keep the float images under
+    PREPARE_BYTES; 1 otherwise (the CPU's arithmetic dwarfs the per-call overhead; the worker
+    pipeline yields one batch at a time; a p < 1 coin is tossed per batch)."""
+    if data.loader != "device":
+        if config.prepare_steps not in (None, 1):
+            raise ValueError(f"prepare_steps {config.prepare_steps} needs the device pipeline (--loader device); "
+                             f"this run uses the {data.loader} pipeline")
+        return 1
+    if config.prepare_steps is not None:
+        return config.prepare_steps
+    if device.type != "cuda" or config.p < 1:
+        return 1
+    loader = data.train_loader
+    batch_bytes = (config.batch_size // loader.world) * loader.images[0].numel() * 4  # type: ignore[union-attr]
+    return max(1, min(AUTO_PREPARE_STEPS, PREPARE_BYTES // batch_bytes))
 
 
 def build_train_data(config: TrainConfig, device: torch.device, *, rank: int = 0, world: int = 1,

@@ -40,7 +40,7 @@ from kmix.train.build import (autocast, build_mixer, build_network, build_optimi
                               check_amp, compute_loss, resolve_model_kwargs)
 from kmix.train.checkpoint import load_checkpoint, model_meta, save_checkpoint
 from kmix.train.config import RUN_DEFINING, TrainConfig, default_values, save_config
-from kmix.train.data_setup import build_train_data
+from kmix.train.data_setup import build_train_data, resolve_prepare_steps
 from kmix.train.dynamics import DynamicsRecorder
 from kmix.train.evaluate import evaluate, evaluate_batches
 from kmix.train.plots import plot_curves
@@ -194,6 +194,7 @@ class _Run:
                                      quiet=config.quiet or not dist_info.is_main,
                                      loader=None if resume_state is None else resume_state.get("loader"))
         self.info, self.train_set = self.data.info, self.data.train_set
+        self.prepare_steps = self._prepare_steps(resume_state)
         indices = self.data.train_indices  # position in train_set -> index in the full training set
         self.full_index = None if indices is None else torch.as_tensor(indices, dtype=torch.int64)
         self.dynamics = (DynamicsRecorder(config.epochs, self._full_train_size(), device)
@@ -270,6 +271,16 @@ class _Run:
                         "start a new run to record dynamics"))
         return state
 
+    def _prepare_steps(self, resume_state: dict[str, Any] | None) -> int:
+        """Steps prepared per call: a resumed run keeps its own (runs from before the setting prepared 1)."""
+        if resume_state is None:
+            return resolve_prepare_steps(self.config, self.data, self.device)
+        saved = resume_state.get("prepare_steps", 1)
+        if self.config.prepare_steps is not None:
+            check_resume({"prepare_steps": saved}, {"prepare_steps": self.config.prepare_steps}, ("prepare_steps",),
+                         source=self.last_path, hint="resume it without --prepare-steps, or choose another --out")
+        return saved
+
     def _load(self, state: dict[str, Any]) -> None:
         self.model.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -296,6 +307,7 @@ class _Run:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), **self.progress.state(self._wall_s()), "rng": rngs,
             "mix_generator": self.mix_generator.get_state(), "loader": self.data.loader, "data": self.data.record(),
+            "prepare_steps": self.prepare_steps,
             **({"dynamics": self.dynamics.state_dict()} if self.dynamics is not None else {}),
             "data_order": {"seed": self.config.seed, "epoch": self.progress.epoch, "start_batch": self.progress.step_in_epoch,
                            "rule": "kmix.data.order.epoch_permutation(n, seed, epoch)"},
@@ -327,7 +339,8 @@ class _Run:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.writer = SummaryWriter(log_dir=str(self.out), purge_step=self.progress.epoch + 1)
-            self._say(f"training on {len(self.train_set)} images ({self.data.loader} pipeline), evaluating on "
+            per_call = f", {self.prepare_steps} steps prepared per call" if self.prepare_steps > 1 else ""
+            self._say(f"training on {len(self.train_set)} images ({self.data.loader} pipeline{per_call}), evaluating on "
                       f"{self.data.eval_images} {self.data.eval_split} images")
         try:
             while self.progress.epoch < cfg.epochs:
@@ -346,20 +359,23 @@ class _Run:
                             title=f"{Path(cfg.data).name} {cfg.model} {cfg.mix} (K={cfg.k}, alpha={cfg.alpha:g})")
         return summary
 
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(images, labels) on the device for the rest of this epoch, from either pipeline, with the
-        batch's indices into the full training set (on the device for the device pipeline, else on the CPU)."""
-        cfg, device = self.config, self.device
+    def _batches(self, start_batch: int, first_step: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(images, labels) on the device for this epoch from `start_batch` on, `prepare_steps` batches per
+        item (the device pipeline; the workers pipeline yields one), with their indices into the full
+        training set (on the device for the device pipeline, else on the CPU). Item c's augmentation is
+        seeded by the global step of its first batch, `first_step + c * prepare_steps`."""
+        cfg, device, per = self.config, self.device, self.prepare_steps
         if self.data.train_loader is not None:
             gens = (generator_for(Stream.DEVICE_AUGMENT, cfg.seed, self.dist.rank, step)
-                    for step in itertools.count(self.progress.global_step))
-            yield from self.data.train_loader.epoch(self.progress.epoch, self.progress.step_in_epoch, gens, with_indices=True)
+                    for step in itertools.count(first_step, per))
+            yield from self.data.train_loader.epoch(self.progress.epoch, start_batch, gens, with_indices=True,
+                                                    steps_per_call=per)
             return
         sampler = EpochBatchSampler(len(self.train_set), cfg.batch_size, seed=cfg.seed, epoch=self.progress.epoch,
-                                    rank=self.dist.rank, world=self.dist.world, start_batch=self.progress.step_in_epoch,
+                                    rank=self.dist.rank, world=self.dist.world, start_batch=start_batch,
                                     limit_batches=cfg.limit_train_batches)
         # the loader's own generator keeps worker seeding from touching the global torch RNG
-        gen = generator_for(Stream.LOADER, cfg.seed, self.progress.epoch, self.progress.step_in_epoch)
+        gen = generator_for(Stream.LOADER, cfg.seed, self.progress.epoch, start_batch)
         loader = DataLoader(SeededItems(self.train_set, cfg.seed), batch_sampler=sampler, num_workers=cfg.workers,
                             pin_memory=device.type == "cuda", generator=gen)
         # the sampler is a pure function of (seed, epoch, rank): iterated again beside the loader it names
@@ -373,15 +389,33 @@ class _Run:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, torch.as_tensor(y).to(device, non_blocking=True), index
 
+    def _steps(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Per remaining step of this epoch: (mixed images, targets, unmixed images, labels, indices).
+
+        Batches are prepared (augmented, cut out, mixed) `prepare_steps` at a time, the calls aligned to
+        multiples of it within the epoch and seeded by their first step, so a run resumed inside a call
+        prepares the same call again and skips the steps it already trained on."""
+        per, done = self.prepare_steps, self.progress.step_in_epoch
+        start = done - done % per
+        first_step = self.progress.global_step - done % per
+        local = self.config.batch_size // self.dist.world
+        for c, (x, y, index) in enumerate(self._batches(start, first_step)):
+            step = first_step + c * per
+            mixed, target = self._mix(x, y, step)
+            for i in range(len(y) // local):
+                if step + i >= self.progress.global_step:
+                    part = slice(i * local, (i + 1) * local)
+                    yield mixed[part], target[part], x[part], y[part], index[part]
+
     @torch.no_grad()
-    def _mix(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cutout, then the mixer (or plain soft targets), with generators seeded by the global step."""
+    def _mix(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cutout, then the mixer (or plain soft targets), with generators seeded by the global `step`."""
         cfg = self.config
         if cfg.cutout:
-            x = cutout(x, cfg.cutout, generator_for(Stream.CUTOUT, cfg.seed, self.dist.rank, self.progress.global_step))
+            x = cutout(x, cfg.cutout, generator_for(Stream.CUTOUT, cfg.seed, self.dist.rank, step))
         if self.mixer is None:
             return x, soft_targets(y, self.info.num_classes, cfg.label_smoothing)
-        self.mix_generator.manual_seed(seed_for(Stream.MIX, cfg.seed, self.dist.rank, self.progress.global_step))
+        self.mix_generator.manual_seed(seed_for(Stream.MIX, cfg.seed, self.dist.rank, step))
         return self.mixer(x, y, check_labels=False)  # labels were validated with the dataset: no host sync
 
     def _train_epoch(self) -> None:
@@ -400,10 +434,9 @@ class _Run:
             rec.begin_epoch(self.progress.epoch)
         # records come from the training pass itself when it sees the plain batch, else from an extra pass
         from_training_pass = rec is not None and self.mixer is None
-        for x, y, index in self._batches():
+        for x, target, clean, y, index in self._steps():
             if rec is not None and not from_training_pass:
-                rec.record(index, self._clean_logits(x), y)  # before the step: the weights the step sees
-            x, target = self._mix(x, y)
+                rec.record(index, self._clean_logits(clean), y)  # before the step: the weights the step sees
             out = train_step(self.ddp, x, target, criterion=self.criterion, optimizer=self.optimizer,
                              scaler=self.scaler, scheduler=self.scheduler, amp=cfg.amp,
                              aux_weight=cfg.auxiliary_weight, grad_clip=cfg.grad_clip, keep_logits=from_training_pass)
