@@ -14,7 +14,7 @@ from kmix.train.config import TrainConfig, default_values, recipe_values
 
 # TrainConfig's fields by --help group (model_kwargs is --model-arg, merged over the recipe's)
 WHAT = ("data", "data_root", "download", "augment", "check_images", "image_size", "subset", "val_fraction",
-        "eval_on_train", "eval_every", "loader", "model", "genotype")
+        "eval_on_train", "eval_every", "loader", "prepare_steps", "model", "genotype")
 GROUPS = {
     "mixing": ("mix", "k", "alpha", "p", "label_smoothing"),
     "optimisation": ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "milestones",
