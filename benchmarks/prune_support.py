@@ -7,6 +7,8 @@ time budget, and record what ran where.
     python benchmarks/prune_support.py size --measure DIR/measure.json --methods random,cv,... --ratios 0.1,0.3,0.5 \
         --seeds 0,1 --budgets epochs --draws 10 --evals-per-run 2 --budget-s 300 --elapsed-s 40
     python benchmarks/prune_support.py record --out OUT/prune.json --measure DIR/measure.json --epochs 12 --wall-s 290
+    python benchmarks/prune_support.py table DIR    # DIR/curve.md, curve.csv, curve.png again from DIR/runs.csv
+                                                    # and DIR/config.json (a curve's committed records)
 """
 from __future__ import annotations
 
@@ -102,8 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--measure", required=True)
     r.add_argument("--epochs", type=int, required=True)
     r.add_argument("--wall-s", type=float, required=True)
+    t = sub.add_parser("table", help="rewrite DIR/curve.md, curve.csv and curve.png from DIR/runs.csv + config.json")
+    t.add_argument("dir")
     args = p.parse_args(argv)
-    if args.cmd == "measure":
+    if args.cmd == "table":
+        from kmix.select.prune_curve import read_runs, write_curve
+
+        folder = Path(args.dir)
+        cfg = json.loads((folder / "config.json").read_text())
+        _, table = write_curve(folder, read_runs(folder / "runs.csv"), **{k: cfg[k] for k in (
+            "data", "model", "mix", "seeds", "methods", "ratios", "budgets", "epochs")})
+        print(table)
+    elif args.cmd == "measure":
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         print(json.dumps(measure(out, args.data_root, args.model, args.mix, args.batch_size, args.amp,

@@ -74,3 +74,11 @@ def test_dry_run_writes_the_table_for_every_method_ratio_and_seed(tmp_path):
     record = json.loads((out / "prune.json").read_text())
     assert record["measured_img_per_s"] > 0 and record["epochs"] == 2
     assert "| `aum:ccs` | aum (low first) | ccs |" in result.stdout and "prune: done" in result.stdout
+    # the table comes back from the committed records alone (runs.csv + config.json), without the runs
+    curve_md = (out / "curve" / "curve.md").read_text()
+    kept = tmp_path / "records"
+    kept.mkdir()
+    for name in ("runs.csv", "config.json"):
+        (kept / name).write_bytes((out / "curve" / name).read_bytes())
+    assert support.main(["table", str(kept)]) == 0
+    assert (kept / "curve.md").read_text() == curve_md and (kept / "curve.png").is_file()

@@ -325,6 +325,27 @@ def markdown_table(curve: list[dict], methods: tuple[str, ...], budgets: tuple[s
     return "\n".join(lines)
 
 
+def write_curve(out: Path, rows: list[dict], *, data: str, model: str, mix: str, seeds, methods, ratios, budgets,
+                epochs: int) -> tuple[list[dict], str]:
+    """curve.csv, curve.png and curve.md in `out` from the runs' rows (runs.csv) of these methods, ratios and
+    budgets (and the full-data runs); returns (the aggregated curve, the markdown table)."""
+    kept = {f"{float(x):g}" for x in ratios}
+    curve = aggregate([r for r in rows if r["method"] == FULL or (
+        r["budget"] in budgets and r["method"] in methods and f"{float(r['ratio']):g}" in kept)])
+    write_csv_atomic(out / "curve.csv", CURVE_COLUMNS,
+                     [[c[k] if not isinstance(c[k], float) else round(c[k], 4) for k in CURVE_COLUMNS] for c in curve])
+    title = f"{data} / {model} / mix {mix}, {len(seeds)} seed(s)"
+    plot_curve(curve, out / "curve.png", title, tuple(budgets), epochs)
+    table = markdown_table(curve, tuple(methods), tuple(budgets), epochs, tuple(seeds))
+    write_text_atomic(out / "curve.md", f"# {title}\n\n{table}")
+    return curve, table
+
+
+def read_runs(path: Path) -> list[dict]:
+    """The rows of a curve's runs.csv (none when it doesn't exist yet)."""
+    return _read_runs(path)
+
+
 def run_prune_curve(config: PruneCurveConfig, *, train=train_run) -> dict:
     """Train full-data and subset runs (skipping finished ones), score once per score method, write runs.csv,
     curve.csv, curve.png and curve.md.
@@ -412,14 +433,8 @@ def _run_prune_curve(config: PruneCurveConfig, train) -> dict:
         done.add(_key(budget, method, ratio, seed))
         bar.update()
     bar.close()
-    ratios = {f"{float(x):g}" for x in config.ratios}
-    curve = aggregate([r for r in rows if r["method"] == FULL or (
-        r["budget"] in config.budgets and r["method"] in config.methods and f"{float(r['ratio']):g}" in ratios)])
-    write_csv_atomic(out / "curve.csv", CURVE_COLUMNS,
-                     [[c[k] if not isinstance(c[k], float) else round(c[k], 4) for k in CURVE_COLUMNS] for c in curve])
-    title = f"{config.data} / {config.model} / mix {config.mix}, {len(config.seeds)} seed(s)"
-    plot_curve(curve, out / "curve.png", title, config.budgets, config.epochs)
-    table = markdown_table(curve, config.methods, config.budgets, config.epochs, config.seeds)
-    write_text_atomic(out / "curve.md", f"# {title}\n\n{table}")
+    curve, table = write_curve(out, rows, data=config.data, model=config.model, mix=config.mix, seeds=config.seeds,
+                               methods=config.methods, ratios=config.ratios, budgets=config.budgets,
+                               epochs=config.epochs)
     return {"out": str(out), "curve": curve, "table": table, "runs": len(rows),
             "wall_s": round(time.perf_counter() - t0, 1)}
