@@ -156,3 +156,17 @@ def test_compute_loss_adds_weighted_auxiliary_logits():
     assert torch.equal(compute_loss(logits, target, crit, 0.4), plain)
     assert torch.allclose(compute_loss((logits, aux), target, crit, 0.4), plain + 0.4 * crit(aux, target))
     assert torch.equal(compute_loss((logits, aux), target, crit, 0.0), plain)
+
+
+def test_every_config_field_has_a_train_flag():
+    """A TrainConfig field added without a --help group still gets its flag (prepare_steps once had none)."""
+    import argparse
+    from dataclasses import fields
+
+    from kmix.cli.train import add_parser, config_from_args
+
+    parser = add_parser(argparse.ArgumentParser().add_subparsers(), "train")
+    dests = {a.dest for a in parser._actions}
+    wanted = {f.name for f in fields(TrainConfig) if f.metadata.get("cli", True)}
+    assert wanted <= dests, sorted(wanted - dests)
+    assert config_from_args(parser.parse_args(["--prepare-steps", "4"])).prepare_steps == 4

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,10 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                    help="extra model builder argument (YAML value), repeatable")
     for title, names in GROUPS.items():
         add_config_args(p.add_argument_group(title), TrainConfig, only=names, float_type=number)
+    grouped = set(WHAT).union(*GROUPS.values())
+    rest = [f.name for f in fields(TrainConfig) if f.metadata.get("cli", True) and f.name not in grouped]
+    if rest:  # a field not yet filed under a group still gets its flag
+        add_config_args(p.add_argument_group("more"), TrainConfig, only=rest, float_type=number)
     return p
 
 
