@@ -94,3 +94,29 @@ def test_landscape_bad_input(ckpt, tmp_path, capsys):
     assert "sigmas" in capsys.readouterr().err
     with pytest.raises(ValueError, match="eigen"):
         LandscapeConfig(checkpoints=[str(ckpt)], eigen=1).validate()
+
+
+def test_imagefolder_data_is_read_at_the_checkpoints_input_size(tmp_path):
+    """ImageFolder data has no size of its own: the scan reads it at the size the checkpoint was trained at
+    (not a fixed default), and refuses checkpoints of different sizes."""
+    from kmix.train import TrainConfig, fit
+
+    from data_sources import tiny_imagefolder
+
+    data = str(tiny_imagefolder(tmp_path / "imgs"))  # 24 px images
+    for size in (16, 20):
+        fit(TrainConfig(data=data, image_size=size, model="small_cnn", model_kwargs={"width": 8}, mix="none",
+                        epochs=1, batch_size=8, out=str(tmp_path / f"m{size}"), quiet=True, tensorboard=False,
+                        plot=False))
+    fast = dict(sigmas=[0.0], repeats=1, eigen=2, power_iters=2, trace_samples=0, surface=False, limit=8,
+                device="cpu", quiet=True, data=data)
+
+    def loss(checkpoints, **kw) -> float:
+        res = run_landscape(LandscapeConfig(checkpoints=checkpoints, out=str(tmp_path / "out"), **{**fast, **kw}))
+        return res["models"][0]["loss"]
+
+    m16 = str(tmp_path / "m16" / "last.pt")
+    assert loss([m16]) == pytest.approx(loss([m16], image_size=16), rel=1e-6)
+    assert loss([m16]) != pytest.approx(loss([m16], image_size=24), rel=1e-6)  # the scan is deterministic
+    with pytest.raises(ValueError, match="takes 20 px images but .* takes 16"):
+        loss([m16, str(tmp_path / "m20" / "last.pt")])

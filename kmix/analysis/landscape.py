@@ -144,13 +144,23 @@ def run_landscape(cfg: LandscapeConfig) -> dict:
 
     cfg.validate()
     device = resolve_device(cfg.device)
-    dataset, info = load_eval_data(cfg.data, root=cfg.data_root, limit=cfg.limit, seed=cfg.seed, image_size=cfg.image_size)
+    from kmix.data.for_model import image_size_for
+
+    dataset = info = size = None  # loaded at the first checkpoint's input size (ImageFolder data has none)
     batches_by_chans: dict[int, list] = {}  # loaded once per input-channel count, shared by the checkpoints
     out = Path(cfg.out)
     sigma_rows, models = [], []
     labels = unique_labels(cfg.checkpoints)
     for path, label in zip(cfg.checkpoints, labels):
         lm = load_analysis_model(path, arch=cfg.arch, device=device)
+        wanted = image_size_for(cfg.data, lm.meta, cfg.image_size)
+        if dataset is None:
+            dataset, info = load_eval_data(cfg.data, root=cfg.data_root, limit=cfg.limit, seed=cfg.seed,
+                                           image_size=wanted)
+            size = wanted
+        elif wanted != size:
+            raise ValueError(f"checkpoint {path} takes {wanted} px images but {cfg.checkpoints[0]} takes {size}: "
+                             f"compare checkpoints of one input size, or pass --image-size")
         check_labels_fit(info, lm.num_classes)
         chans = lm.meta.get("in_chans", info.in_chans)
         if chans not in batches_by_chans:
