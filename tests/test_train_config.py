@@ -46,6 +46,7 @@ def test_recipe_unknown_keys_are_named(tmp_path):
     (dict(alpha=0.0), "alpha must be > 0"),
     (dict(p=1.5), "p must be in"),
     (dict(schedule="step"), "needs milestones"),
+    (dict(schedule="step", milestones=[5, 15], epochs=15), r"\[15\] would never lower the lr"),
     (dict(amp="fp8"), "unknown amp"),
     (dict(device="tpu"), "device must be"),
     (dict(batch_size=1), "batch_size must be >= 2"),

@@ -90,7 +90,6 @@ def plan_sweep(config: SweepConfig) -> list[PlannedRun]:
                 run_dir = out / label / f"seed{seed}"
                 cfg = TrainConfig.from_dict({**values, "seed": seed, "out": str(run_dir), "resume": True},
                                             source=where)
-                _check_schedule(cfg, where)
                 key = (label, seed)
                 if key in labels:
                     raise ValueError(f"{where}: two grid points give the same folder {run_dir} "
@@ -98,15 +97,6 @@ def plan_sweep(config: SweepConfig) -> list[PlannedRun]:
                 labels[key] = chosen
                 runs.append(PlannedRun(label, seed, run_dir, cfg))
     return runs
-
-
-def _check_schedule(cfg: TrainConfig, where: str) -> None:
-    """A step schedule with a milestone at or past the last epoch never drops the lr there: refuse it."""
-    late = [m for m in cfg.milestones if m >= cfg.epochs]
-    if cfg.schedule == "step" and late:
-        raise ValueError(f"{where}: milestones {cfg.milestones} are not all below epochs={cfg.epochs} "
-                         f"({late} would never lower the lr); pass --set milestones=[...] for the new "
-                         f"schedule or --set schedule=cosine")
 
 
 def _slug(value: Any) -> str:

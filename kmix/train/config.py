@@ -151,6 +151,10 @@ class TrainConfig:
             "milestones", self.milestones, "a list of positive epoch numbers", TypeError)
         if self.schedule == "step" and not self.milestones:
             raise ValueError("schedule 'step' needs milestones (epochs at which lr is multiplied by gamma)")
+        late = [m for m in self.milestones if m >= self.epochs]
+        if self.schedule == "step" and late:  # e.g. a recipe's milestones kept with a shorter --epochs
+            raise ValueError(f"milestones {sorted(self.milestones)} are not all below epochs={self.epochs}: {late} would "
+                             f"never lower the lr; pass milestones for this schedule or --schedule cosine")
         _require(isinstance(self.model_kwargs, dict), "model_kwargs", self.model_kwargs, "a mapping", TypeError)
         for name in ("nesterov", "download", "augment", "check_images", "eval_on_train", "resume", "channels_last",
                      "record_dynamics", "tensorboard", "plot", "quiet"):
