@@ -182,6 +182,8 @@ def test_bad_inputs_fail_before_training(tmp_path):
     fit(tiny(tmp_path / "e", epochs=1, limit_train_batches=1))
     with pytest.raises(ValueError, match=r"other settings \(k: 3 -> 4"):
         fit(tiny(tmp_path / "e", k=4, resume=True))
+    with pytest.raises(ValueError, match=r"other settings \(drop_path: 0.0 -> 0.2"):  # changes the loss too
+        fit(tiny(tmp_path / "e", epochs=1, limit_train_batches=1, drop_path=0.2, resume=True))
 
 
 def test_cli_flags_override_recipe_and_errors_exit_2(tmp_path, capsys):

@@ -22,7 +22,7 @@ AUTO_PREPARE_STEPS = 16  # prepare_steps' auto value on CUDA (fewer when the ste
 RUN_DEFINING = ("data", "model", "mix", "k", "alpha", "p", "batch_size", "seed", "subset", "image_size",
                 "model_kwargs", "genotype", "label_smoothing", "lr", "momentum", "nesterov", "weight_decay",
                 "schedule", "milestones", "gamma", "warmup_epochs", "limit_train_batches", "grad_clip", "cutout",
-                "val_fraction", "eval_on_train")
+                "val_fraction", "eval_on_train", "auxiliary_weight", "drop_path")
 
 
 @dataclass
