@@ -227,7 +227,8 @@ def _check_same_settings(path: Path, settings: dict) -> None:
         check_resume(old, settings, RUN_DEFINING, source=path.parent, what="curve", defaults=_defaults())
 
 
-def _read_runs(path: Path) -> list[dict]:
+def read_runs(path: Path) -> list[dict]:
+    """The rows of a curve's runs.csv (none when it doesn't exist yet)."""
     if not path.is_file():
         return []
     with open(path, newline="") as f:
@@ -341,11 +342,6 @@ def write_curve(out: Path, rows: list[dict], *, data: str, model: str, mix: str,
     return curve, table
 
 
-def read_runs(path: Path) -> list[dict]:
-    """The rows of a curve's runs.csv (none when it doesn't exist yet)."""
-    return _read_runs(path)
-
-
 def run_prune_curve(config: PruneCurveConfig, *, train=train_run) -> dict:
     """Train full-data and subset runs (skipping finished ones), score once per score method, write runs.csv,
     curve.csv, curve.png and curve.md.
@@ -365,7 +361,7 @@ def _run_prune_curve(config: PruneCurveConfig, train) -> dict:
     _check_same_settings(out / "config.json", settings)
     write_json_atomic(out / "config.json", settings)
     runs_path = out / "runs.csv"
-    rows = _read_runs(runs_path)
+    rows = read_runs(runs_path)
     done = {_key(r["budget"], r["method"], float(r["ratio"]), int(r["seed"])) for r in rows}
     t0 = time.perf_counter()
 

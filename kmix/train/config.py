@@ -17,8 +17,8 @@ SCHEDULES = ("step", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
 LOADERS = ("auto", "device", "workers")
 
-# fields a resumed run must share with the run it continues (the others may change, e.g. epochs)
 AUTO_PREPARE_STEPS = 16  # prepare_steps' auto value on CUDA (fewer when the steps' float images exceed 256 MiB)
+# fields a resumed run must share with the run it continues (the others may change, e.g. epochs)
 RUN_DEFINING = ("data", "model", "mix", "k", "alpha", "p", "batch_size", "seed", "subset", "image_size",
                 "model_kwargs", "genotype", "label_smoothing", "lr", "momentum", "nesterov", "weight_decay",
                 "schedule", "milestones", "gamma", "warmup_epochs", "limit_train_batches", "grad_clip", "cutout",
