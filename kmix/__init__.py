@@ -1,5 +1,7 @@
-"""kmix: K-image mixing augmentation (DMixup, DCutMix, Saliency-DCutMix) and what it makes possible."""
-from kmix.mix import DCutMix, DMixup, MixCollate, SaliencyDCutMix, SoftTargetCrossEntropy
+"""kmix: K-image mixing augmentation (DMixup, DCutMix, Saliency-DCutMix), the field's Mixup and CutMix beside
+them, and what it makes possible."""
+from kmix.mix import CutMix, DCutMix, DMixup, MixCollate, Mixup, SaliencyDCutMix, SoftTargetCrossEntropy
 
 __version__ = "0.1.0"
-__all__ = ["DCutMix", "DMixup", "MixCollate", "SaliencyDCutMix", "SoftTargetCrossEntropy", "__version__"]
+__all__ = ["CutMix", "DCutMix", "DMixup", "MixCollate", "Mixup", "SaliencyDCutMix", "SoftTargetCrossEntropy",
+           "__version__"]

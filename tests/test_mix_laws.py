@@ -1,4 +1,5 @@
-"""Laws of the applied mix: label mass == pixel mass, DMixup sums, K=2 == Mixup/CutMix/SaliencyMix."""
+"""Laws of the applied mix: label mass == pixel mass, DMixup sums, and what the paper's K=2 cases are (the field's
+Mixup and CutMix are tested against timm and torchvision in test_mix_field_baselines.py)."""
 from __future__ import annotations
 
 import pytest
@@ -79,7 +80,8 @@ def test_dmixup_pixels_and_labels_are_the_weighted_sums():
     torch.testing.assert_close(soft, expected_soft, atol=1e-6, rtol=1e-6)
 
 
-def test_k2_dmixup_is_mixup():
+def test_k2_dmixup_is_a_per_sample_two_image_blend():
+    # the paper's K=2 DMixup: Mixup's blend with one lambda per sample (the field's Mixup draws one per batch)
     x, y = torch.rand(32, 3, 8, 8, generator=_gen(0)), torch.randint(0, 10, (32,), generator=_gen(1))
     params = DMixup(num_classes=10, k=2, alpha=1.0, generator=_gen(5)).sample_params(x)
     mixed, soft = DMixup(num_classes=10, k=2, alpha=1.0, generator=_gen(5))(x, y)
@@ -90,7 +92,7 @@ def test_k2_dmixup_is_mixup():
 
 
 def _reference_cutmix(x, y, lam, perm, tops, num_classes):
-    """The textbook two-image CutMix, one sample at a time: box of sides round(side*sqrt(1-lam))."""
+    """A two-image paste, one sample at a time: box of sides round(side*sqrt(1-lam)) at the given top-left corner."""
     out, soft = x.clone(), torch.zeros(len(x), num_classes)
     h, w = x.shape[-2:]
     for i in range(len(x)):
@@ -103,19 +105,23 @@ def _reference_cutmix(x, y, lam, perm, tops, num_classes):
     return out, soft
 
 
-def test_k2_dcutmix_is_cutmix():
+def test_k2_dcutmix_pastes_one_box_at_its_drawn_place():
+    # the paper's K=2 DCutMix: one box of the rounded size, fully inside (not the field's CutMix, whose box is
+    # clipped at the border); the box's place is kmix's own draw, so this checks the paste, not the placement
     x, y = torch.rand(32, 3, 24, 24, generator=_gen(0)), torch.randint(0, 10, (32,), generator=_gen(1))
     params = DCutMix(num_classes=10, k=2, alpha=1.0, generator=_gen(6)).sample_params(x)
     mixed, soft = DCutMix(num_classes=10, k=2, alpha=1.0, generator=_gen(6))(x, y)
     lam, perm = params.phi[:, 0].tolist(), params.index[:, 1]
     assert params.boxes.shape == (32, 1, 4)  # one box
+    assert (params.boxes[:, 0, :2] >= 0).all() and (params.boxes[:, 0, 2:] <= 24).all()  # inside the image
     ref_x, ref_soft = _reference_cutmix(x, y, lam, perm, params.boxes[:, 0, :2], 10)
     assert torch.equal(mixed, ref_x)
     torch.testing.assert_close(soft, ref_soft, atol=1e-6, rtol=0)
 
 
-def test_k2_saliency_dcutmix_is_saliencymix():
-    # SaliencyMix: the box is centred on the pasted (partner) image's saliency peak, clamped inside
+def test_k2_saliency_dcutmix_centres_the_box_on_the_partners_peak():
+    # as SaliencyMix, the box is centred on the pasted (partner) image's saliency peak; unlike SaliencyMix
+    # (which clips the box at the border) kmix clamps the whole box inside the image
     x = torch.rand(16, 3, 32, 32, generator=_gen(0)) * 0.1
     for i in range(16):  # a bright square at a different place in each image
         t, l = 2 + (i * 5) % 26, 3 + (i * 11) % 26

@@ -13,7 +13,7 @@ import torch.nn as nn
 from kmix.mix.apply import apply_cutmix, apply_mixup, mix_labels
 from kmix.mix.params import MixParams
 from kmix.mix.saliency import saliency_peaks
-from kmix.mix.sampling import sample_packed
+from kmix.mix.sampling import PARTNERS, sample_packed
 from kmix.mix.targets import check_batch, soft_targets
 
 
@@ -36,12 +36,19 @@ def _check_alpha(alpha: float | Sequence[float], k: int) -> torch.Tensor:
 
 
 class KImageMix(nn.Module):
-    """Base of the K-image mixers: argument checks, the per-batch coin, labels, the call protocol."""
+    """Base of the K-image mixers: argument checks, the per-batch coin, labels, the call protocol.
+
+    `partners`: how each of the K-1 partner columns is drawn: "derangement" (kmix's default, a random
+    permutation without fixed points, so no sample is mixed with itself) or "permutation" (a plain random
+    permutation, as the official DCutMix code draws them; about (K-1)/N of the slots then hold the
+    anchor itself).
+    """
 
     uses_boxes = True
 
     def __init__(self, *, num_classes: int, k: int = 2, alpha: float | Sequence[float] = 1.0, p: float = 1.0,
-                 label_smoothing: float = 0.0, generator: torch.Generator | None = None):
+                 label_smoothing: float = 0.0, generator: torch.Generator | None = None,
+                 partners: str = "derangement"):
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
@@ -53,6 +60,9 @@ class KImageMix(nn.Module):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        if partners not in PARTNERS:
+            raise ValueError(f"partners must be one of {', '.join(PARTNERS)}, got {partners!r}")
+        self.partners = partners
         self.num_classes = num_classes
         self.k = k
         self.alpha = _check_alpha(alpha, k)
@@ -65,7 +75,7 @@ class KImageMix(nn.Module):
         alpha = self.alpha.tolist()
         alpha_s = alpha[0] if len(set(alpha)) == 1 else alpha
         return (f"num_classes={self.num_classes}, k={self.k}, alpha={alpha_s}, p={self.p}, "
-                f"label_smoothing={self.label_smoothing}")
+                f"label_smoothing={self.label_smoothing}, partners={self.partners!r}")
 
     # --- sampling -----------------------------------------------------------------------------
     def sample_params(self, x: torch.Tensor) -> MixParams:
@@ -77,7 +87,8 @@ class KImageMix(nn.Module):
         n, _, h, w = x.shape
         device = self.generator.device if self.generator is not None else torch.device("cpu")
         return sample_packed(n, self.k, self._concentration(n, device), self.generator,
-                             size=(h, w) if self.uses_boxes else None, centers_of=self._centers_of(x))
+                             size=(h, w) if self.uses_boxes else None, centers_of=self._centers_of(x),
+                             partners=self.partners)
 
     def _concentration(self, n: int, device: torch.device) -> torch.Tensor:
         """The Dirichlet concentration alpha expanded to (n, K), cached per batch size and device."""
@@ -128,13 +139,15 @@ class KImageMix(nn.Module):
 
 
 class DMixup(KImageMix):
-    """K-image Mixup: x = sum_k phi_k x_{pi_k(n)}, label = sum_k phi_k y_{pi_k(n)}. K=2 is Mixup."""
+    """K-image Mixup: x = sum_k phi_k x_{pi_k(n)}, label = sum_k phi_k y_{pi_k(n)}, phi per sample. (The field's
+    Mixup, one lambda per batch, is `kmix.mix.Mixup`.)"""
 
     uses_boxes = False
 
 
 class DCutMix(KImageMix):
-    """K-image CutMix: K-1 nested boxes from stick-breaking phi; labels are exact pixel fractions. K=2 is CutMix."""
+    """K-image CutMix: K-1 nested boxes from stick-breaking phi; labels are exact pixel fractions. Each box lies
+    fully inside its parent, so K=2 is not the field's CutMix (whose box is clipped at the border: `kmix.mix.CutMix`)."""
 
 
 class SaliencyDCutMix(KImageMix):

@@ -23,6 +23,8 @@ import torch
 
 from kmix.mix.params import MixParams, pack_views, packed_width
 
+PARTNERS = ("derangement", "permutation")  # how partner columns are drawn (see sample_partners)
+
 
 def _device_of(generator: torch.Generator | None) -> torch.device:
     return generator.device if generator is not None else torch.device("cpu")
@@ -60,31 +62,46 @@ def sample_dirichlet(n: int, alpha: torch.Tensor, generator: torch.Generator | N
     return torch._sample_dirichlet(concentration, generator=generator)
 
 
-def _draw_partner_perms(n: int, k: int, generator: torch.Generator | None):
-    """The partner draws: K-1 random permutations of the batch (K-1, n) and K-1 shifts in [1, n)."""
+def _check_partners(partners: str) -> None:
+    if partners not in PARTNERS:
+        raise ValueError(f"partners must be one of {', '.join(PARTNERS)}, got {partners!r}")
+
+
+def _draw_partner_perms(n: int, k: int, generator: torch.Generator | None, partners: str = "derangement"):
+    """The partner draws: K-1 random permutations of the batch (K-1, n), and for derangements K-1 shifts
+    in [1, n) (None for plain permutations)."""
     device = _device_of(generator)
     perms = torch.rand(k - 1, n, device=device, generator=generator).argsort(dim=1)  # (K-1, n)
+    if partners == "permutation":
+        return perms, None
     shift = torch.randint(1, n, (k - 1, 1), device=device, generator=generator)
     return perms, shift
 
 
-def _write_partners(out: torch.Tensor, perms: torch.Tensor, shift: torch.Tensor) -> None:
+def _write_partners(out: torch.Tensor, perms: torch.Tensor, shift: torch.Tensor | None) -> None:
     """Write partner indices into `out` (n, K), any strides: see `sample_partners`."""
     n = out.shape[0]
     ar = _arange(n, out.device)
     cols = out.T  # (K, n) view
     cols[0] = ar
+    if shift is None:  # plain permutations
+        cols[1:] = perms
+        return
     cols[1:].scatter_(1, perms, perms.gather(1, (ar + shift).remainder_(n)))  # cols[j, perm[i]] = perm[i + s]
 
 
-def sample_partners(n: int, k: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_partners(n: int, k: int, generator: torch.Generator | None = None,
+                    partners: str = "derangement") -> torch.Tensor:
     """Partner indices (n, K): column 0 is the anchor itself, columns 1..K-1 random permutations.
 
-    Each partner column is a random permutation of the batch without fixed points (a random
-    permutation composed with a random non-zero cyclic shift), so a partner is never the anchor.
+    "derangement" (default): each partner column is a random permutation of the batch without fixed
+    points (a random permutation composed with a random non-zero cyclic shift), so a partner is never
+    the anchor. "permutation": a plain random permutation (the official DCutMix code's
+    `torch.randperm`), so a slot holds the anchor itself with probability 1/n.
     """
+    _check_partners(partners)
     out = torch.empty(n, k, dtype=torch.long, device=_device_of(generator))
-    _write_partners(out, *_draw_partner_perms(n, k, generator))
+    _write_partners(out, *_draw_partner_perms(n, k, generator, partners))
     return out
 
 
@@ -192,19 +209,22 @@ def sample_boxes(phi: torch.Tensor, height: int, width: int,
 
 
 def sample_packed(n: int, k: int, concentration: torch.Tensor, generator: torch.Generator | None = None,
-                  size: tuple[int, int] | None = None, centers_of=None, host_numpy: bool | None = None) -> MixParams:
+                  size: tuple[int, int] | None = None, centers_of=None, host_numpy: bool | None = None,
+                  partners: str = "derangement") -> MixParams:
     """All of a batch's parameters, drawn as `sample_dirichlet`, `sample_partners` and `sample_boxes`
     draw them (same draws, same order, same values), in one packed int64 tensor (`MixParams.packed`).
 
     `size` (H, W) asks for boxes (None: Mixup, phi and index only); `centers_of(index)` -> (n, K-1, 2)
     centres the boxes instead of drawing their positions (SaliencyDCutMix). The slot weights (exact
     pixel fractions) come from the box sides, without building areas from the boxes again.
-    `host_numpy` (default: for CPU generators) does the arithmetic on the draws in numpy.
+    `host_numpy` (default: for CPU generators) does the arithmetic on the draws in numpy. `partners` as
+    in `sample_partners`.
     """
+    _check_partners(partners)
     device = _device_of(generator)
     boxed = size is not None
     phi = sample_dirichlet(n, concentration, generator)
-    perms, shift = _draw_partner_perms(n, k, generator)
+    perms, shift = _draw_partner_perms(n, k, generator, partners)
     uniform = None
     if boxed and centers_of is None:
         uniform = torch.rand((n, k - 1, 2), dtype=torch.float64, device=device, generator=generator)
@@ -228,7 +248,7 @@ def sample_packed(n: int, k: int, concentration: torch.Tensor, generator: torch.
 def _host_arithmetic(phi_t, perms_t, shift_t, uniform_t, size, centers_of) -> MixParams:
     """`sample_packed`'s arithmetic on CPU draws, in numpy: each step is the torch code's step (same
     IEEE float64 operations in the same order), so the values are the same bit for bit."""
-    phi, perms, shift = phi_t.numpy(), perms_t.numpy(), shift_t.numpy()
+    phi, perms = phi_t.numpy(), perms_t.numpy()
     n, k = phi.shape
     boxed = size is not None
     pack = np.empty((n, packed_width(k, boxed)), dtype=np.int64)
@@ -237,8 +257,11 @@ def _host_arithmetic(phi_t, perms_t, shift_t, uniform_t, size, centers_of) -> Mi
     phi_out[...] = phi
     ar = np.arange(n)
     index[:, 0] = ar
-    rows = ar[:k - 1, None] if k - 1 <= n else np.arange(k - 1)[:, None]
-    index[:, 1:].T[rows, perms] = perms[rows, (ar + shift) % n]  # cols[j, perm[i]] = perm[i + s]
+    if shift_t is None:  # plain permutations
+        index[:, 1:] = perms.T
+    else:
+        rows = ar[:k - 1, None] if k - 1 <= n else np.arange(k - 1)[:, None]
+        index[:, 1:].T[rows, perms] = perms[rows, (ar + shift_t.numpy()) % n]  # cols[j, perm[i]] = perm[i + s]
     packed = torch.from_numpy(pack)
     views = {"phi": torch.from_numpy(phi_out), "index": torch.from_numpy(index)}
     if boxed:
