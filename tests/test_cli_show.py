@@ -61,7 +61,16 @@ def test_show_cli_with_alpha_per_image(tmp_path, capsys):
     assert not np.isclose(mixed[:, None], original[None]).any(1).all()  # not a cut-and-paste
 
 
+def test_show_the_fields_cutmix_pastes_pixels(tmp_path):
+    out = tmp_path / "cutmix.png"
+    assert main(["show", "--mix", "cutmix", "--alpha", "1", "--num-images", "4", "--seed", "2", "--out", str(out)]) == 0
+    original, mixed = _panels(out, 16)
+    assert np.isclose(mixed[:, None], original[None]).any(1).all()  # every pixel comes from a shown original
+    assert any(not np.array_equal(o, m) for o, m in zip(original, mixed))
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--mix", "cutmix", "--k", "3", "--alpha", "1,1,1"], "alpha must be one value for cutmix"),
     (["--k", "1"], "k must be"),
     (["--alpha", "0"], "alpha must be positive"),
     (["--k", "3", "--alpha", "1,1"], "alpha must have k=3 values"),

@@ -11,6 +11,7 @@ import pytest
 from kmix.cli.main import main
 from kmix.io import write_json_atomic, write_text_atomic
 from kmix.sweep import build_table, find_runs, write_table
+from kmix.sweep.table import to_markdown
 from kmix.sweep.curves import group_curve
 from kmix.train.config import TrainConfig, save_config
 
@@ -129,3 +130,18 @@ def test_runs_evaluated_on_training_images_are_their_own_rows_and_say_so(runs, t
     assert on_train["n"] == 1 and on_train["top1_err_mean"] == 2.0 and on_train["best_top5_err_mean"] == 0.0
     assert _row(table, mix="none", eval_split="test")["n"] == 2
     assert "| train |" in (tmp_path / "t" / "table.md").read_text()
+
+
+def test_version_1_cutmix_records_stay_dcutmix_k2_and_are_never_pooled_with_the_fields_cutmix(tmp_path):
+    # a record written before the field's CutMix: its config.yaml says mix: cutmix and has no mix_version
+    old = make_run(tmp_path, "old_cutmix", 0, [30.0], [3.0], mix="cutmix", alpha=1.0, p=0.5)
+    values = (old / "config.yaml").read_text().splitlines()
+    (old / "config.yaml").write_text("\n".join(v for v in values if not v.startswith(
+        ("mix_version", "mix_mode", "partners", "keep_last_batch", "norm_mean", "norm_std"))) + "\n")
+    make_run(tmp_path, "new_cutmix", 0, [29.0], [3.0], mix="cutmix", alpha=1.0, p=0.5)
+    make_run(tmp_path, "dcutmix_k2", 1, [31.0], [3.0], mix="dcutmix", k=2, alpha=1.0, p=0.5)
+    table = build_table(find_runs([tmp_path]))
+    rows = {(r["mix"], r["n"], r["seeds"]) for r in table.rows}
+    assert rows == {("cutmix", 1, "0"), ("dcutmix", 2, "0;1")}  # the old record pooled with DCutMix K=2 only
+    text = to_markdown(table)
+    assert "| dcutmix K=2 (box inside) | 2 |" in text and "| cutmix | 2 |" in text

@@ -7,10 +7,10 @@ import random
 import pytest
 import torch
 
-from kmix.mix import DCutMix, DMixup, SaliencyDCutMix, SoftTargetCrossEntropy
+from kmix.mix import CutMix, DCutMix, DMixup, Mixup, SaliencyDCutMix, SoftTargetCrossEntropy
 from kmix.train import TrainConfig, load_recipe
 from kmix.train.build import build_mixer, compute_loss
-from kmix.train.config import default_values
+from kmix.train.config import default_values, upgrade_run_config
 from kmix.runs import derive_seed
 from kmix.train.sampling import EpochBatchSampler, SeededItems, epoch_permutation
 from kmix.train.schedule import LRMultiplier
@@ -68,13 +68,38 @@ def test_mixup_and_cutmix_are_k2():
 
 def test_build_mixer_mapping():
     gen = torch.Generator()
-    cases = {"mixup": (DMixup, 2), "cutmix": (DCutMix, 2), "dmixup": (DMixup, 4), "dcutmix": (DCutMix, 4),
+    cases = {"mixup": (Mixup, 2), "cutmix": (CutMix, 2), "dmixup": (DMixup, 4), "dcutmix": (DCutMix, 4),
              "saliency-dcutmix": (SaliencyDCutMix, 4)}
     for mix, (cls, k) in cases.items():
         m = build_mixer(TrainConfig(mix=mix, k=4, alpha=0.5, p=0.7), 10, gen)
         assert type(m) is cls and m.k == k and m.p == 0.7 and m.generator is gen
         assert torch.allclose(m.alpha, torch.full((k,), 0.5, dtype=torch.float64))
     assert build_mixer(TrainConfig(mix="none"), 10, gen) is None
+    assert build_mixer(TrainConfig(mix="cutmix", mix_mode="elem"), 10, gen).mode == "elem"
+    assert build_mixer(TrainConfig(mix="dcutmix", partners="permutation"), 10, gen).partners == "permutation"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"mix": "cutmix", "mix_mode": "pair"}, "unknown mix_mode 'pair'"),
+    ({"mix": "dcutmix", "mix_mode": "elem"}, "mix_mode 'elem' applies to mixup and cutmix only"),
+    ({"mix": "cutmix", "partners": "permutation"}, "partners 'permutation' applies to dmixup"),
+    ({"mix": "dcutmix", "partners": "any"}, "unknown partners 'any'"),
+    ({"mix_version": 1}, "mix_version must be 2"),
+])
+def test_mixing_options_refused_where_they_do_not_apply(change, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**change)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_version_1_run_records_name_the_papers_k2_mixers():
+    # records written before the field's Mixup/CutMix (no mix_version) meant DMixup/DCutMix with K=2
+    assert upgrade_run_config({"mix": "cutmix", "k": 2, "p": 0.5})["mix"] == "dcutmix"
+    old = upgrade_run_config({"mix": "mixup", "k": 2})
+    assert (old["mix"], old["k"], old["mix_version"], old["partners"]) == ("dmixup", 2, 2, "derangement")
+    assert upgrade_run_config({"mix": "dcutmix", "k": 3})["mix"] == "dcutmix"
+    new = TrainConfig(mix="cutmix").to_dict()  # today's records say their version and are read as written
+    assert upgrade_run_config(new) == new
 
 
 # --- schedule ------------------------------------------------------------------------------------

@@ -240,3 +240,32 @@ def test_check_images_names_an_unreadable_file_before_training(tmp_path):
     assert not (tmp_path / "r").exists()
     with pytest.raises(ValueError, match="check_images applies to ImageFolder data"):
         fit(tiny(tmp_path / "r2", check_images=True))
+
+
+def test_a_version_1_cutmix_run_resumes_with_its_own_mixer(tmp_path):
+    """A run started when `cutmix` meant DCutMix K=2 (config.yaml and last.pt without mix_version) continues
+    as DCutMix K=2, bit for bit as an uninterrupted DCutMix K=2 run; it is not turned into the field's CutMix."""
+    from kmix.train.checkpoint import save_checkpoint
+
+    cfg = dict(mix="dcutmix", k=2, ckpt_every_steps=2, plot=False)
+    fit(tiny(tmp_path / "ref", **cfg))
+    old = tmp_path / "old"
+    with pytest.raises(TrainingStopped):
+        fit(tiny(old, **cfg), stop_after_steps=2)
+    added = ("mix_version", "mix_mode", "partners", "keep_last_batch", "norm_mean", "norm_std")
+
+    def as_version_1(values):
+        return {**{k: v for k, v in values.items() if k not in added}, "mix": "cutmix"}
+
+    (old / "config.yaml").write_text(yaml.safe_dump(as_version_1(yaml.safe_load((old / "config.yaml").read_text()))))
+    state = load_checkpoint(old / "last.pt")
+    state["config"] = as_version_1(state["config"])
+    save_checkpoint(old / "last.pt", state)
+    assert main(["train", "--resume", "--out", str(old)]) == 0
+    resumed = yaml.safe_load((old / "config.yaml").read_text())
+    assert (resumed["mix"], resumed["k"], resumed["mix_version"]) == ("dcutmix", 2, 2)
+    ref, got = load_checkpoint(tmp_path / "ref" / "last.pt"), load_checkpoint(old / "last.pt")
+    for name in ref["model"]:
+        assert torch.equal(ref["model"][name], got["model"][name]), name
+    with pytest.raises(ValueError, match="mix"):  # resuming it as today's (field) cutmix is refused
+        fit(tiny(old, mix="cutmix", resume=True, epochs=3, plot=False, ckpt_every_steps=2))

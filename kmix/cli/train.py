@@ -11,14 +11,14 @@ from typing import Any
 import yaml
 
 from kmix.cli.config_args import add_config_args, given_values, number
-from kmix.train.config import TrainConfig, default_values, recipe_values
+from kmix.train.config import TrainConfig, default_values, recipe_values, upgrade_run_config
 
 # TrainConfig's fields by --help group (model_kwargs is --model-arg, merged over the recipe's)
-WHAT = ("data", "data_root", "download", "augment", "check_images", "image_size", "subset", "val_fraction",
+WHAT = ("data", "data_root", "download", "augment", "norm_mean", "norm_std", "check_images", "image_size", "subset", "val_fraction",
         "eval_on_train", "eval_every", "loader", "prepare_steps", "model", "genotype")
 GROUPS = {
     "mixing": ("mix", "k", "alpha", "p", "label_smoothing"),
-    "optimisation": ("epochs", "batch_size", "lr", "momentum", "nesterov", "weight_decay", "schedule", "milestones",
+    "optimisation": ("epochs", "batch_size", "keep_last_batch", "lr", "momentum", "nesterov", "weight_decay", "schedule", "milestones",
                      "gamma", "warmup_epochs", "auxiliary_weight", "drop_path", "grad_clip", "cutout"),
     "run": ("seed", "out", "resume", "device", "workers", "threads", "amp", "channels_last", "ckpt_every_steps",
             "limit_train_batches", "record_dynamics", "tensorboard", "plot", "quiet"),
@@ -40,7 +40,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                     f"{d['model']} + {d['mix']} (K={d['k']}) on the embedded digits data, about a minute on CPU.",
     )
     g = p.add_argument_group("what")
-    g.add_argument("--recipe", help="YAML recipe (keys = TrainConfig fields), e.g. recipes/cifar100_pyramidnet110_dcutmix.yaml")
+    g.add_argument("--recipe", help="YAML recipe (keys = TrainConfig fields), e.g. recipes/cifar100_pyramidnet110_dcutmix_paper.yaml")
     add_config_args(g, TrainConfig, only=WHAT, float_type=number)
     g.add_argument("--model-arg", action="append", type=_model_arg, metavar="KEY=VALUE",
                    help="extra model builder argument (YAML value), repeatable")
@@ -60,7 +60,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.recipe:
         base = recipe_values(args.recipe)
     elif given.get("resume") and given.get("out") and (Path(given["out"]) / "config.yaml").is_file():
-        base = recipe_values(Path(given["out"]) / "config.yaml")
+        base = upgrade_run_config(recipe_values(Path(given["out"]) / "config.yaml"))
     if args.model_arg:
         given["model_kwargs"] = {**base.get("model_kwargs", {}), **dict(args.model_arg)}
     return TrainConfig.from_dict({**base, **given}, source="kmix train")

@@ -99,17 +99,21 @@ class DeviceLoader:
 
     `indices` restricts the set (a `--subset` or the training part of a `--val-fraction` split);
     `augment` is 'crop_flip', 'resized_crop' or None. Global batch b of an epoch is
-    order[b*B:(b+1)*B] (last partial batch dropped) and rank r takes the r-th B/world slice of it,
-    exactly as `kmix.train.sampling.EpochBatchSampler`.
+    order[b*B:(b+1)*B] (last partial batch dropped unless `keep_last`, which needs world = 1) and
+    rank r takes the r-th B/world slice of it, exactly as `kmix.train.sampling.EpochBatchSampler`.
     """
 
     def __init__(self, arrays: ImageArrays, *, device: torch.device | str, batch_size: int, seed: int,
                  indices: Sequence[int] | torch.Tensor | None = None, augment: str | None = None,
-                 rank: int = 0, world: int = 1, channels_last: bool = False, limit_batches: int | None = None):
+                 rank: int = 0, world: int = 1, channels_last: bool = False, limit_batches: int | None = None,
+                 keep_last: bool = False):
         if augment is not None and augment not in DEVICE_AUGMENTS:
             raise ValueError(f"augment must be one of {DEVICE_AUGMENTS} or None, got {augment!r}")
         if batch_size % world:
             raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world}")
+        if keep_last and world > 1:
+            raise ValueError(f"keep_last_batch needs a single process ({world} here): a partial global batch "
+                             f"cannot be split evenly over the processes")
         self.device = torch.device(device)
         self.images = arrays.images.to(self.device).contiguous()
         self.labels = arrays.labels.to(self.device)
@@ -117,7 +121,7 @@ class DeviceLoader:
         self.n = len(arrays) if self.indices is None else len(self.indices)
         self.batch_size, self.seed, self.augment = batch_size, seed, augment
         self.rank, self.world, self.channels_last = rank, world, channels_last
-        self.num_batches = batches_per_epoch(self.n, batch_size, limit_batches)
+        self.num_batches = batches_per_epoch(self.n, batch_size, limit_batches, keep_last)
 
     def order(self, epoch: int) -> torch.Tensor:
         """Dataset indices in this epoch's order, on the device."""
@@ -143,7 +147,8 @@ class DeviceLoader:
         dataset indices on the device): per-sample records (training dynamics) need to know whom they saw.
 
         `steps_per_call` > 1 gathers and augments that many consecutive batches in one call (the last call
-        of the epoch may hold fewer): this rank's shares of the batches, concatenated in step order. On a
+        of the epoch may hold fewer, and with `keep_last` ends with the partial batch): this rank's shares of
+        the batches, concatenated in step order. On a
         GPU the per-call host overhead, not the arithmetic, bounds small batches; one call per S steps cuts it S-fold.
         """
         if self.augment is not None and generators is None:
@@ -155,7 +160,9 @@ class DeviceLoader:
         for b in range(start_batch, self.num_batches, steps_per_call):
             steps = min(steps_per_call, self.num_batches - b)
             block = order[b * self.batch_size:(b + steps) * self.batch_size]
-            index = block.view(steps, self.world, local)[:, self.rank].reshape(-1)
+            # a block shorter than its steps ends with the epoch's partial batch (keep_last: one process, no split)
+            index = block if len(block) < steps * self.batch_size else \
+                block.view(steps, self.world, local)[:, self.rank].reshape(-1)
             x, y = self.batch(index, next(generators) if generators is not None else None)
             yield (x, y, index) if with_indices else (x, y)
 

@@ -1,5 +1,8 @@
 """Data order as a pure function of (seed, epoch): exact mid-epoch resume and DDP sharding, shared by
-the worker pipeline (`kmix.train.sampling`) and the device pipeline (`kmix.data.device_loader`)."""
+the worker pipeline (`kmix.train.sampling`) and the device pipeline (`kmix.data.device_loader`).
+
+Global batch b of an epoch is order[b*B:(b+1)*B]; the last partial batch is dropped unless `keep_last`
+(one process only: a partial global batch cannot be split evenly over ranks)."""
 from __future__ import annotations
 
 import torch
@@ -11,7 +14,15 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator_for(Stream.ORDER, seed, epoch))
 
 
-def batches_per_epoch(n: int, batch_size: int, limit_batches: int | None = None) -> int:
-    """Optimizer steps per epoch: full global batches only, optionally capped (for tests)."""
-    full = n // batch_size
-    return full if limit_batches is None else min(full, limit_batches)
+def batches_per_epoch(n: int, batch_size: int, limit_batches: int | None = None, keep_last: bool = False) -> int:
+    """Optimizer steps per epoch, optionally capped (for tests): full global batches only, or with `keep_last`
+    also the last partial batch, ceil(n / batch_size) (a DataLoader's drop_last=False). A partial batch of one
+    image that would be trained on is refused (mixing needs partners; BatchNorm needs two images)."""
+    steps = -(-n // batch_size) if keep_last else n // batch_size
+    if limit_batches is not None:
+        steps = min(steps, limit_batches)
+    if keep_last and n % batch_size == 1 and steps * batch_size > n:
+        raise ValueError(f"keep_last_batch: the last batch of each epoch would hold 1 image ({n} training images, "
+                         f"batch_size {batch_size}), too few to mix; choose another batch_size or turn "
+                         f"keep_last_batch off (which drops it)")
+    return steps

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from kmix.train.config import upgrade_run_config
+
 
 @dataclass
 class RunFolder:
@@ -48,6 +50,7 @@ def read_run(path: str | os.PathLike) -> RunFolder:
         raise ValueError(f"{config_path} is not valid YAML: {err}") from err
     if not isinstance(config, dict):
         raise ValueError(f"{config_path} does not hold a mapping of config keys")
+    config = upgrade_run_config(config)  # records from before the field's Mixup/CutMix name the K=2 cases
     summary = _read_json(path / "summary.json")
     history = []
     metrics = path / "metrics.jsonl"

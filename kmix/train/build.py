@@ -42,10 +42,23 @@ def resolve_model_kwargs(config: TrainConfig) -> dict[str, Any]:
     return kwargs
 
 
+def norm_stats(config: TrainConfig, info) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the model normalises its [0, 1] input with: config.norm_mean/norm_std, each defaulting to the
+    dataset's own (info.mean/info.std); a ValueError names the field whose length is not the dataset's channels."""
+    stats = []
+    for name, own in (("norm_mean", info.mean), ("norm_std", info.std)):
+        value = getattr(config, name)
+        if value is not None and len(value) != info.in_chans:
+            raise ValueError(f"{name} must have one value per channel of {config.data} ({info.in_chans}), "
+                             f"got {len(value)}: {list(value)}")
+        stats.append(tuple(own) if value is None else tuple(float(v) for v in value))
+    return stats[0], stats[1]
+
+
 def build_network(config: TrainConfig, info, model_kwargs: dict[str, Any]) -> Normalized:
-    """The registry model for the dataset, wrapped so that it takes [0, 1] images."""
+    """The registry model for the dataset, wrapped so that it takes [0, 1] images (normalised by `norm_stats`)."""
     net = build_model(config.model, num_classes=info.num_classes, in_chans=info.in_chans, **model_kwargs)
-    return Normalized(net, info.mean, info.std)
+    return Normalized(net, *norm_stats(config, info))
 
 
 def build_mixer(config: TrainConfig, num_classes: int, generator: torch.Generator) -> KImageMix | None:
@@ -53,8 +66,10 @@ def build_mixer(config: TrainConfig, num_classes: int, generator: torch.Generato
     if config.mix == "none":
         return None
     entry = MIXER_REGISTRY[config.mix]
-    return entry.cls(num_classes=num_classes, k=entry.fixed_k or config.k, alpha=config.alpha, p=config.p,
-               label_smoothing=config.label_smoothing, generator=generator)
+    common = dict(alpha=config.alpha, p=config.p, label_smoothing=config.label_smoothing, generator=generator)
+    if entry.two_image:  # the field's Mixup / CutMix
+        return entry.cls(num_classes, mode=config.mix_mode, **common)
+    return entry.cls(num_classes=num_classes, k=config.k, partners=config.partners, **common)
 
 
 def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

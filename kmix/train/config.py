@@ -10,7 +10,9 @@ from typing import Any
 import yaml
 
 from kmix.io import write_text_atomic
-from kmix.mix.registry import MIX_NAMES, MIXER_REGISTRY
+from kmix.mix.baselines import MODES as MIX_MODES
+from kmix.mix.registry import MIX_NAMES, MIX_VERSION, MIXER_REGISTRY
+from kmix.mix.sampling import PARTNERS
 from kmix.options import data_option, data_root_option, device_option, option, quiet_option
 
 SCHEDULES = ("step", "cosine", "constant")
@@ -19,10 +21,11 @@ LOADERS = ("auto", "device", "workers")
 
 AUTO_PREPARE_STEPS = 16  # prepare_steps' auto value on CUDA (fewer when the steps' float images exceed 256 MiB)
 # fields a resumed run must share with the run it continues (the others may change, e.g. epochs)
-RUN_DEFINING = ("data", "model", "mix", "k", "alpha", "p", "batch_size", "seed", "subset", "image_size",
+RUN_DEFINING = ("data", "model", "mix", "mix_version", "mix_mode", "partners", "k", "alpha", "p", "batch_size", "seed", "subset", "image_size",
                 "model_kwargs", "genotype", "label_smoothing", "lr", "momentum", "nesterov", "weight_decay",
                 "schedule", "milestones", "gamma", "warmup_epochs", "limit_train_batches", "grad_clip", "cutout",
-                "val_fraction", "eval_on_train", "auxiliary_weight", "drop_path")
+                "val_fraction", "eval_on_train", "auxiliary_weight", "drop_path", "keep_last_batch", "norm_mean",
+                "norm_std")
 
 
 @dataclass
@@ -34,6 +37,13 @@ class TrainConfig:
     data_root: str | None = data_root_option()
     download: bool = option(False, "download CIFAR if missing")
     augment: bool = option(True, "no random crop/flip (the dataset's standard train augmentation is on by default)")
+    norm_mean: list[float] | None = option(None, "per-channel mean the model subtracts from its [0, 1] input, e.g. "
+                                                 "0.4914 0.4822 0.4465 (the official DCutMix code's, for CIFAR-10 "
+                                                 "and CIFAR-100 alike)", default_text="the dataset's own",
+                                           metavar="M")
+    norm_std: list[float] | None = option(None, "per-channel std the model divides by after that, e.g. 0.2023 0.1994 "
+                                                "0.2010", default_text="the dataset's own",
+                                          metavar="S")
     check_images: bool = option(False, "decode every ImageFolder image before training; fail naming unreadable files")
     image_size: int | None = option(None, "resize/crop size for ImageFolder data")
     subset: str | list[int] | None = option(None, "JSON index file (from `kmix subsample`) restricting the training set")
@@ -51,14 +61,28 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = option({}, "extra model builder arguments", cli=False)
     genotype: str | dict | None = option(None, "genotype JSON for --model darts (from `kmix search`)")
     # mixing
-    mix: str = option("dcutmix", "mixer", choices=MIX_NAMES)
+    mix: str = option("dcutmix", "mixer: mixup/cutmix are the field's two-image methods (Zhang et al.; Yun et al., "
+                                 "box clipped at the border); dmixup/dcutmix/saliency-dcutmix mix K images "
+                                 "(dcutmix --k 2 is the paper's K=2 case, box inside)", choices=MIX_NAMES)
+    mix_version: int = option(MIX_VERSION, "mixer definitions the run used (2: mixup/cutmix are the field's; run "
+                                           "records without it are version 1 and are read as dmixup/dcutmix K=2)",
+                              cli=False)
+    mix_mode: str = option("batch", "mixup/cutmix: one lambda (and box) per batch, as Yun et al., timm and "
+                                    "torchvision, or one per sample (elem)", choices=MIX_MODES)
+    partners: str = option("derangement", "dmixup/dcutmix/saliency-dcutmix partners: random permutations without "
+                                          "fixed points (derangement) or plain ones, as the official DCutMix code "
+                                          "(permutation: a slot may hold the anchor itself)", choices=PARTNERS)
     k: int = option(5, "images mixed per sample, dmixup/dcutmix (mixup and cutmix are K=2)")
-    alpha: float = option(0.2, "Dirichlet concentration, e.g. 0.2 or 1/3")
+    alpha: float = option(0.2, "Dirichlet concentration (dmixup/dcutmix), Beta(alpha, alpha) for mixup/cutmix; "
+                               "e.g. 0.2 or 1/3")
     p: float = option(1.0, "probability of mixing a batch")
     label_smoothing: float = option(0.0, "label smoothing of the targets")
     # optimisation
     epochs: int = option(15, "training epochs")
     batch_size: int = option(64, "global batch, split over torchrun processes")
+    keep_last_batch: bool = option(False, "also train on each epoch's last partial batch, ceil(N / batch_size) steps "
+                                          "as a DataLoader with drop_last=False (one process only; a last batch of "
+                                          "1 image is refused)")
     lr: float = option(0.1, "peak learning rate")
     momentum: float = option(0.9, "SGD momentum")
     nesterov: bool = option(True, "Nesterov momentum", negatable=True)
@@ -100,6 +124,18 @@ class TrainConfig:
             _require(isinstance(getattr(self, name), str) and getattr(self, name), name, getattr(self, name),
                      "a non-empty string", TypeError)
         _choice("mix", self.mix, MIX_NAMES)
+        _choice("mix_mode", self.mix_mode, MIX_MODES)
+        _choice("partners", self.partners, PARTNERS)
+        if self.mix_version != MIX_VERSION:
+            raise ValueError(f"mix_version must be {MIX_VERSION} (the mixers this kmix defines), got {self.mix_version!r}; "
+                             "a run record of version 1 is read with upgrade_run_config (its mixup/cutmix were "
+                             "dmixup/dcutmix with k 2)")
+        entry = MIXER_REGISTRY[self.mix]
+        if self.mix_mode != "batch" and not entry.two_image:
+            raise ValueError(f"mix_mode {self.mix_mode!r} applies to mixup and cutmix only, not to mix {self.mix!r}")
+        if self.partners != "derangement" and (entry.cls is None or entry.two_image):
+            raise ValueError(f"partners {self.partners!r} applies to dmixup, dcutmix and saliency-dcutmix only (mixup and "
+                             f"cutmix pair each batch by one random permutation), not to mix {self.mix!r}")
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
         _choice("loader", self.loader, LOADERS)
@@ -155,9 +191,19 @@ class TrainConfig:
         if self.schedule == "step" and late:  # e.g. a recipe's milestones kept with a shorter --epochs
             raise ValueError(f"milestones {sorted(self.milestones)} are not all below epochs={self.epochs}: {late} would "
                              f"never lower the lr; pass milestones for this schedule or --schedule cosine")
+        for name in ("norm_mean", "norm_std"):
+            value = getattr(self, name)
+            _require(value is None or (isinstance(value, (list, tuple)) and len(value) >= 1 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)),
+                name, value, "a list of finite numbers, one per image channel, or null (the dataset's own)")
+        if self.norm_std is not None:
+            _require(all(v > 0 for v in self.norm_std), "norm_std", self.norm_std, "> 0 in every channel")
+        if self.norm_mean is not None and self.norm_std is not None and len(self.norm_mean) != len(self.norm_std):
+            raise ValueError(f"norm_mean and norm_std must have one value per channel each, got {len(self.norm_mean)} "
+                             f"and {len(self.norm_std)} values")
         _require(isinstance(self.model_kwargs, dict), "model_kwargs", self.model_kwargs, "a mapping", TypeError)
         for name in ("nesterov", "download", "augment", "check_images", "eval_on_train", "resume", "channels_last",
-                     "record_dynamics", "tensorboard", "plot", "quiet"):
+                     "record_dynamics", "tensorboard", "plot", "quiet", "keep_last_batch"):
             _require(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false", TypeError)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true needs momentum > 0")
@@ -167,6 +213,9 @@ class TrainConfig:
         """The canonical form of valid values (run after `validate`): milestones sorted; K from the mixer where it
         fixes one (Mixup and CutMix are the K=2 cases; dmixup/dcutmix take K > 2)."""
         self.milestones = sorted(self.milestones)
+        for name in ("norm_mean", "norm_std"):  # plain float lists: equal in config.yaml, checkpoints and resume checks
+            if getattr(self, name) is not None:
+                setattr(self, name, [float(v) for v in getattr(self, name)])
         fixed_k = MIXER_REGISTRY[self.mix].fixed_k
         if fixed_k is not None:
             self.k = fixed_k
@@ -212,6 +261,28 @@ def recipe_values(path: str | os.PathLike) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise ValueError(f"recipe {path} is not valid YAML: {err}") from err
     return _known_keys(values, f"recipe {path}")
+
+
+# mix names of run records written before MIX_VERSION 2 -> (today's name, K): the paper's K=2 cases
+_VERSION_1_MIXERS = {"mixup": ("dmixup", 2), "cutmix": ("dcutmix", 2)}
+_VERSION_1_BEHAVIOUR = {"mix_mode": "batch", "partners": "derangement", "keep_last_batch": False, "norm_mean": None,
+                        "norm_std": None}
+
+
+def upgrade_run_config(values: dict[str, Any]) -> dict[str, Any]:
+    """A run's saved config (config.yaml, a checkpoint's config) in today's terms: a record without
+    `mix_version` was written when `mixup`/`cutmix` meant DMixup/DCutMix with K=2, so it is renamed to
+    those (never pooled with, or resumed as, the field's Mixup/CutMix). Recipes are not run records:
+    they are read as written."""
+    if not isinstance(values, dict) or "mix_version" in values:
+        return values
+    out = dict(values)
+    if out.get("mix") in _VERSION_1_MIXERS:
+        out["mix"], out["k"] = _VERSION_1_MIXERS[out["mix"]]
+    out["mix_version"] = MIX_VERSION
+    for name, then in _VERSION_1_BEHAVIOUR.items():  # fields added with version 2, at what version 1 did
+        out.setdefault(name, then)
+    return out
 
 
 def default_values() -> dict[str, Any]:

@@ -186,7 +186,7 @@ def build_train_data(config: TrainConfig, device: torch.device, *, rank: int = 0
         data.train_loader = DeviceLoader(
             base.arrays, device=device, batch_size=config.batch_size, seed=config.seed, indices=train_indices,
             augment=base.device_augment, rank=rank, world=world, channels_last=config.channels_last,
-            limit_batches=config.limit_train_batches)
+            limit_batches=config.limit_train_batches, keep_last=config.keep_last_batch)
         data.eval_loader = _eval_loader(eval_set, device, rank, world, config.channels_last)
     return data
 

@@ -37,9 +37,9 @@ from kmix.runs import (RunFolderBusy, RunStopped, Stream, check_resume, generato
                        seed_for, set_rng_state)
 from kmix.train import distributed as D
 from kmix.train.build import (autocast, build_mixer, build_network, build_optimizer, build_scheduler,
-                              check_amp, compute_loss, resolve_model_kwargs)
+                              check_amp, compute_loss, norm_stats, resolve_model_kwargs)
 from kmix.train.checkpoint import load_checkpoint, model_meta, save_checkpoint
-from kmix.train.config import RUN_DEFINING, TrainConfig, default_values, save_config
+from kmix.train.config import RUN_DEFINING, TrainConfig, default_values, save_config, upgrade_run_config
 from kmix.train.data_setup import build_train_data, resolve_prepare_steps
 from kmix.train.dynamics import DynamicsRecorder
 from kmix.train.evaluate import evaluate, evaluate_batches
@@ -188,6 +188,9 @@ class _Run:
         resume_state = self._resume_state()
 
         # everything that can fail on bad input fails here, before any training
+        if config.keep_last_batch and dist_info.world > 1:
+            raise ValueError(f"keep_last_batch needs a single process ({dist_info.world} here): a partial global "
+                             f"batch cannot be split evenly over the processes; drop --keep-last-batch under torchrun")
         if config.check_images:
             self._check_images()
         self.data = build_train_data(config, device, rank=dist_info.rank, world=dist_info.world,
@@ -201,7 +204,8 @@ class _Run:
                          if config.record_dynamics else None)
         self.prefix = "train_" if self.data.eval_split == "train" else ""  # summary keys say what was evaluated
         n_train = len(self.train_set)
-        self.steps_per_epoch = batches_per_epoch(n_train, config.batch_size, config.limit_train_batches)
+        self.steps_per_epoch = batches_per_epoch(n_train, config.batch_size, config.limit_train_batches,
+                                                 config.keep_last_batch)
         if self.steps_per_epoch < 1:
             raise ValueError(f"batch_size {config.batch_size} is larger than the training set ({n_train} images)")
         if config.batch_size % dist_info.world:
@@ -219,6 +223,8 @@ class _Run:
         self.scheduler = build_scheduler(config, self.optimizer, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16")
         self.meta = model_meta(config.model, self.info, **self.model_kwargs)
+        # the normalisation trained with (norm_mean/norm_std or the dataset's), so checkpoints rebuild it
+        self.meta["mean"], self.meta["std"] = (list(v) for v in norm_stats(config, self.info))
         self.meta["provenance"] = data_provenance(config.data, self.info, self._full_train_size(), config.data_root)
 
         self.progress = Progress()
@@ -259,7 +265,7 @@ class _Run:
             self._say(f"no {self.last_path} yet: starting a new run")
             return None
         state = load_checkpoint(self.last_path)
-        check_resume(state.get("config", {}), cfg.to_dict(), RUN_DEFINING, source=self.last_path,
+        check_resume(upgrade_run_config(state.get("config", {})), cfg.to_dict(), RUN_DEFINING, source=self.last_path,
                      defaults=default_values(),
                      hint="resume it with the settings it was started with, or choose another --out")
         recorded = "dynamics" in state
@@ -373,7 +379,7 @@ class _Run:
             return
         sampler = EpochBatchSampler(len(self.train_set), cfg.batch_size, seed=cfg.seed, epoch=self.progress.epoch,
                                     rank=self.dist.rank, world=self.dist.world, start_batch=start_batch,
-                                    limit_batches=cfg.limit_train_batches)
+                                    limit_batches=cfg.limit_train_batches, keep_last=cfg.keep_last_batch)
         # the loader's own generator keeps worker seeding from touching the global torch RNG
         gen = generator_for(Stream.LOADER, cfg.seed, self.progress.epoch, start_batch)
         loader = DataLoader(SeededItems(self.train_set, cfg.seed), batch_sampler=sampler, num_workers=cfg.workers,
@@ -402,9 +408,9 @@ class _Run:
         for c, (x, y, index) in enumerate(self._batches(start, first_step)):
             step = first_step + c * per
             mixed, target = self._mix(x, y, step)
-            for i in range(len(y) // local):
+            for i in range(-(-len(y) // local)):  # the last one short: the epoch's partial batch (keep_last_batch)
                 if step + i >= self.progress.global_step:
-                    part = slice(i * local, (i + 1) * local)
+                    part = slice(i * local, min((i + 1) * local, len(y)))
                     yield mixed[part], target[part], x[part], y[part], index[part]
 
     @torch.no_grad()
@@ -513,14 +519,20 @@ class _Run:
                 raise FloatingPointError(
                     f"loss is {value} at epoch {self.progress.epoch + 1}, step {step}/{self.steps_per_epoch} (global step "
                     f"{self.progress.global_step - len(values) + j + 1}); stopped, {kept}. Try a lower --lr.")
-            self.progress.loss_sum += value * self.config.batch_size
-            self.progress.images += self.config.batch_size
+            images = self._step_images(first_step + j)
+            self.progress.loss_sum += value * images
+            self.progress.images += images
         now = time.perf_counter()
         self.progress.train_s += now - self.t_mark  # data + steps since the last sync (not checkpoint writing)
         self.t_mark = now
         if not self.bar.disable:
             rate = (self.progress.images - self.images_at_epoch_start) / max(now - self.t_epoch, 1e-9)
             self.bar.set_postfix(loss=f"{self.progress.loss_sum / self.progress.images:.3f}", img_s=f"{rate:.0f}")
+
+    def _step_images(self, step_in_epoch: int) -> int:
+        """Images of the global batch of step `step_in_epoch` (0-based): batch_size, fewer for a kept last partial
+        batch (keep_last_batch)."""
+        return min(self.config.batch_size, len(self.train_set) - step_in_epoch * self.config.batch_size)
 
     def _evaluate(self) -> dict[str, float]:
         cfg = self.config

@@ -19,20 +19,24 @@ from kmix.runs import Stream, seed_for
 class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     """Yields this rank's share of each global batch as keys (epoch, item index).
 
-    Global batch b of the epoch is order[b*B:(b+1)*B] (last partial batch dropped); rank r of
-    `world` gets the r-th contiguous slice of B/world items, so the union over ranks equals the
-    single-process batch. `start_batch` skips batches already consumed (mid-epoch resume).
+    Global batch b of the epoch is order[b*B:(b+1)*B] (last partial batch dropped unless `keep_last`,
+    which needs world = 1); rank r of `world` gets the r-th contiguous slice of B/world items, so the
+    union over ranks equals the single-process batch. `start_batch` skips batches already consumed
+    (mid-epoch resume).
     """
 
     def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world: int = 1,
-                 start_batch: int = 0, limit_batches: int | None = None):
+                 start_batch: int = 0, limit_batches: int | None = None, keep_last: bool = False):
         if batch_size % world:
             raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world}")
-        if n < batch_size:
+        if keep_last and world > 1:
+            raise ValueError(f"keep_last_batch needs a single process ({world} here): a partial global batch "
+                             f"cannot be split evenly over the processes")
+        if n < batch_size and not keep_last:
             raise ValueError(f"batch_size {batch_size} is larger than the training set ({n} images)")
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
         self.rank, self.world, self.start_batch = rank, world, start_batch
-        self.num_batches = batches_per_epoch(n, batch_size, limit_batches)
+        self.num_batches = batches_per_epoch(n, batch_size, limit_batches, keep_last)
 
     def __len__(self) -> int:
         return max(0, self.num_batches - self.start_batch)

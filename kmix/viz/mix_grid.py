@@ -8,10 +8,10 @@ import torch
 
 from kmix.data.registry import build_dataset
 from kmix.io import atomic_write
-from kmix.mix import MIXERS
+from kmix.mix import MIXERS, TWO_IMAGE_MIXERS
 from kmix.options import data_option, data_root_option, option
 
-SHOWABLE = tuple(MIXERS) + ("all",)
+SHOWABLE = tuple(MIXERS) + tuple(TWO_IMAGE_MIXERS) + ("all",)  # all: the three K-image mixers
 
 
 @dataclass
@@ -20,7 +20,8 @@ class ShowConfig:
 
     data: str = data_option()
     data_root: str | None = data_root_option()
-    mix: str = option("all", "which mixer to show", choices=SHOWABLE, default_text="all three")
+    mix: str = option("all", "which mixer to show (mixup/cutmix: the field's two-image methods, which ignore --k)",
+                      choices=SHOWABLE, default_text="the three K-image mixers")
     k: int = option(3, "images mixed per sample")
     alpha: float | tuple[float, ...] = option(1.0, "Dirichlet alpha: one value or K comma-separated")
     num_images: int = option(8, "images per row")
@@ -36,6 +37,8 @@ class ShowConfig:
             raise ValueError(f"num_images must be >= 2 (mixing needs partners), got {self.num_images}")
         if self.top < 1:
             raise ValueError(f"top must be >= 1, got {self.top}")
+        if self.mix in TWO_IMAGE_MIXERS and not isinstance(self.alpha, (int, float)):
+            raise ValueError(f"alpha must be one value for {self.mix} (Beta(alpha, alpha)), got {self.alpha!r}")
 
 
 def _label_text(row: torch.Tensor, names: tuple[str, ...], top: int) -> str:
@@ -66,12 +69,16 @@ def show_mix(config: ShowConfig) -> Path:
 
     rows = [("original", x, torch.nn.functional.one_hot(y, info.num_classes).float(), None)]
     for name in mixer_names:
-        mixer = MIXERS[name](num_classes=info.num_classes, k=config.k, alpha=config.alpha,
-                             generator=torch.Generator().manual_seed(config.seed + 1))
+        gen = torch.Generator().manual_seed(config.seed + 1)
+        if name in TWO_IMAGE_MIXERS:  # the field's Mixup / CutMix: K = 2, one lambda per batch
+            mixer, title = TWO_IMAGE_MIXERS[name](info.num_classes, alpha=config.alpha, generator=gen), name
+        else:
+            mixer = MIXERS[name](num_classes=info.num_classes, k=config.k, alpha=config.alpha, generator=gen)
+            title = f"{name} K={config.k}"
         params = mixer.sample_params(x)
         targets = torch.nn.functional.one_hot(y, info.num_classes).float()
         mixed, soft = mixer.apply(x, targets, params)
-        rows.append((f"{name} K={config.k}", mixed, soft, params.boxes))
+        rows.append((title, mixed, soft, params.boxes))
 
     n = config.num_images
     fig, axes = plt.subplots(len(rows), n, figsize=(1.7 * n, 2.2 * len(rows)), squeeze=False)
@@ -90,7 +97,8 @@ def show_mix(config: ShowConfig) -> Path:
             if c == 0:
                 ax.set_ylabel(title, fontsize=9)
     alpha_txt = config.alpha if isinstance(config.alpha, (int, float)) else ",".join(f"{a:g}" for a in config.alpha)
-    fig.suptitle(f"kmix: {info.name}, K={config.k}, alpha={alpha_txt} (labels: top classes with weights)", fontsize=10)
+    k_txt = "" if config.mix in TWO_IMAGE_MIXERS else f"K={config.k}, "
+    fig.suptitle(f"kmix: {info.name}, {k_txt}alpha={alpha_txt} (labels: top classes with weights)", fontsize=10)
     fig.tight_layout()
     out = Path(config.out)
     try:
