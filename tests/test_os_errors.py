@@ -103,7 +103,7 @@ def test_an_unwritable_out_is_a_one_line_error(tmp_path, capsys):
     assert (tmp_path / "plain").read_text() == "a file"
 
 
-def _show_as(uid: int | None, out: Path, queue) -> None:
+def _show_as(uid: int | None, data: Path, out: Path, queue) -> None:
     """Child of a fork: drop to `uid` (root bypasses folder permissions), run kmix show, report (code, stderr)."""
     import contextlib
     import io
@@ -113,7 +113,7 @@ def _show_as(uid: int | None, out: Path, queue) -> None:
         os.setuid(uid)
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = main(["show", "--num-images", "2", "--out", str(out)])
+        code = main(["show", "--data", str(data), "--image-size", "16", "--num-images", "2", "--out", str(out)])
     queue.put((code, err.getvalue()))
 
 
@@ -130,12 +130,16 @@ def test_a_read_only_out_is_a_one_line_error():
         folder.mkdir()
         (folder / "grid.png").write_bytes(b"old")
         folder.chmod(0o555)
-        # a run into a writable folder first: the child then needs no file outside it (nobody cannot read
-        # a Python installed under /root)
-        assert main(["show", "--num-images", "2", "--out", str(base / "warm.png")]) == 0
+        # images inside `base` (digits would be read from the Python installation, which nobody may not enter
+        # when the checkout and its venv lie in a 0700 folder), and a run into a writable folder first: the
+        # forked child then has every module loaded and needs no file outside `base`
+        data = tiny_imagefolder(base / "imgs")
+        assert main(["show", "--data", str(data), "--image-size", "16", "--num-images", "2",
+                     "--out", str(base / "warm.png")]) == 0
         ctx = mp.get_context("fork")
         queue = ctx.Queue()
-        child = ctx.Process(target=_show_as, args=(65534 if os.geteuid() == 0 else None, folder / "grid.png", queue))
+        child = ctx.Process(target=_show_as, args=(65534 if os.geteuid() == 0 else None, data, folder / "grid.png",
+                                                   queue))
         child.start()
         code, err = queue.get(timeout=120)
         child.join()
@@ -158,9 +162,11 @@ def test_a_bad_image_read_in_a_worker_process_is_one_line_naming_the_file(tmp_pa
 
 
 def test_ctrl_c_during_train_says_how_to_continue_and_that_continues(tmp_path, monkeypatch):
-    """No --out: the hint names the folder the run made (runs/<data>-<model>-<mix>-<time>)."""
+    """No --out: the hint names the folder the run made (runs/<data>-<model>-<mix>-<time>). The run asks for
+    far more epochs than it can train before the signal arrives, so it cannot finish first on an idle machine;
+    the continuation then asks for one epoch more than the interrupted run had finished."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "kmix", "train", *TINY, "--epochs", "2"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "kmix", "train", *TINY, "--epochs", "100000"], cwd=tmp_path, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob("runs/*/config.yaml")):  # training has started
@@ -175,9 +181,11 @@ def test_ctrl_c_during_train_says_how_to_continue_and_that_continues(tmp_path, m
     hint = f"kmix train: interrupted; continue with: kmix train --resume --out runs/{folder.name}"
     assert err.splitlines()[-1] == hint
 
+    metrics = folder / "metrics.jsonl"
+    done = len(metrics.read_text().splitlines()) if metrics.is_file() else 0
     monkeypatch.chdir(tmp_path)
-    assert main(shlex.split(err.splitlines()[-1].split("continue with: kmix ")[1])) == 0
-    assert (folder / "summary.json").is_file() and len((folder / "metrics.jsonl").read_text().splitlines()) == 2
+    assert main(shlex.split(err.splitlines()[-1].split("continue with: kmix ")[1]) + ["--epochs", str(done + 1)]) == 0
+    assert (folder / "summary.json").is_file() and len(metrics.read_text().splitlines()) == done + 1
 
 
 def test_how_other_commands_continue():

@@ -6,6 +6,7 @@ import importlib
 import re
 import shlex
 import sys
+from pathlib import Path
 
 # subcommand name -> module under kmix.cli (one place: the help text and dispatch read this)
 COMMANDS: dict[str, str] = {
@@ -25,6 +26,7 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `kmix` parser; `parser.commands` maps each subcommand name to its own parser (for its errors)."""
     parser = argparse.ArgumentParser(
         prog="kmix",
         description="K-image mixing augmentation: mix, train, score, subsample, search, analyse.",
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    parser.commands = {}
     for name, module_name in COMMANDS.items():
         try:
             module = importlib.import_module(f"kmix.cli.{module_name}")
@@ -41,13 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p = module.add_parser(sub, name)
         p.set_defaults(_run=module.run)
+        parser.commands[name] = p
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the command's own parser: 'kmix train: error: unrecognized arguments: ...'
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         result = args._run(args)
     except KeyboardInterrupt as err:
@@ -93,10 +99,13 @@ def continue_command(command: str, argv: list[str], err: BaseException) -> str |
     """The command line that continues an interrupted run, or None where there is nothing to continue."""
     if command == "train":
         out = getattr(err, "out", None)  # kmix.train.loop.TrainingInterrupted: the run folder, defaulted or not
-        return f"kmix train --resume --out {shlex.quote(str(out))}" if out else None
+        if out and (Path(out) / "config.yaml").is_file():
+            return f"kmix train --resume --out {shlex.quote(str(out))}"
+        # stopped before the run was saved (e.g. while decoding the data the first time): the same command again
+        return "kmix " + shlex.join(argv) if out else None
     if command == "search":  # the same settings again (resume checks them), with --resume
         return "kmix " + shlex.join(argv if "--resume" in argv else [*argv, "--resume"])
-    if command in ("prune-curve", "sweep"):  # finished runs are skipped, the interrupted one resumes
+    if command in ("prune-curve", "sweep", "score"):  # finished runs / saved chunks are reused, the rest resumes
         return "kmix " + shlex.join(argv)
     return None
 

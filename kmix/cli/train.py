@@ -59,8 +59,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     base: dict[str, Any] = {}
     if args.recipe:
         base = recipe_values(args.recipe)
-    elif given.get("resume") and given.get("out") and (Path(given["out"]) / "config.yaml").is_file():
-        base = upgrade_run_config(recipe_values(Path(given["out"]) / "config.yaml"))
+    elif given.get("resume") and given.get("out"):
+        saved = Path(given["out"]) / "config.yaml"
+        if not saved.is_file():  # nothing was started there: resuming would train the defaults instead
+            raise FileNotFoundError(f"cannot resume {given['out']}: it holds no run (no config.yaml); start the run "
+                                    f"with its original command (a --recipe or flags, without --resume)")
+        base = upgrade_run_config(recipe_values(saved))
     if args.model_arg:
         given["model_kwargs"] = {**base.get("model_kwargs", {}), **dict(args.model_arg)}
     return TrainConfig.from_dict({**base, **given}, source="kmix train")

@@ -40,8 +40,8 @@ def _require_files(name: str, root: Path) -> None:
     if missing:
         shown = ", ".join(str(p.relative_to(root)) for p in missing[:3]) + (" ..." if len(missing) > 3 else "")
         raise FileNotFoundError(
-            f"{name} not found under root {str(root)!r} (missing {shown}); pass --download "
-            f"(download=True) to fetch it, or point --data-root at the folder holding "
+            f"{name} not found under root {str(root)!r} (missing {shown}); fetch it once with "
+            f"`kmix train --data {name} --data-root {root} --download` (or download=True), or point --data-root at the folder holding "
             f"{_TORCHVISION_CLASSES[name].base_folder}/, a JPEG tree with train/<class>/ and test/<class>/, "
             f"or the .tar.gz of such a tree"
         )

@@ -25,7 +25,9 @@ from kmix.mix import MIX_NAMES, MIXER_REGISTRY, mixer_label
 OPERATIONAL = frozenset({"seed", "out", "resume", "device", "workers", "threads", "quiet", "plot", "tensorboard",
                          "ckpt_every_steps", "download", "check_images", "channels_last", "loader",
                          "prepare_steps"})
-SUMMARY_KEYS = ("eval_split", "eval_images")  # what was evaluated (summary.json); part of the group key
+# what was trained and evaluated on (summary.json): part of the group key, so that runs on different data
+# given by the same path string (a relative --data, a swapped root) are never pooled
+SUMMARY_KEYS = ("eval_split", "eval_images", "train_images", "data_fingerprint")
 METHOD_FIELDS = ("data", "model", "epochs", "mix", "k", "alpha", "p")  # always shown, in this order
 ERR_METRICS = ("top1_err", "best_top1_err", "top5_err", "best_top5_err")
 NUMERIC_COLUMNS = tuple(f"{m}_{s}" for m in ERR_METRICS for s in ("mean", "std")) + (

@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -218,6 +219,12 @@ class _Run:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.mix_generator = torch.Generator()
         self.mixer = build_mixer(config, self.info.num_classes, self.mix_generator)
+        pool = config.batch_size // dist_info.world * self.prepare_steps  # the images one mixing call draws from
+        if self.mixer is not None and self.mixer.k > pool and dist_info.is_main:
+            # partners come from the pool: with K > pool size a sample holds the same images several times
+            print(f"kmix train: warning: k={self.mixer.k} images per sample from a pool of {pool} (batch per process "
+                  f"x prepare_steps): partners repeat within a sample; use k <= {pool} or a larger batch",
+                  file=sys.stderr)
         self.criterion = SoftTargetCrossEntropy()
         self.optimizer = build_optimizer(config, self.model)
         self.scheduler = build_scheduler(config, self.optimizer, self.steps_per_epoch)
@@ -268,6 +275,11 @@ class _Run:
         check_resume(upgrade_run_config(state.get("config", {})), cfg.to_dict(), RUN_DEFINING, source=self.last_path,
                      defaults=default_values(),
                      hint="resume it with the settings it was started with, or choose another --out")
+        done, partial = state.get("epoch", 0), state.get("step_in_epoch", 0)
+        if done > cfg.epochs or (done == cfg.epochs and partial):
+            raise ValueError(f"cannot resume {self.last_path} with epochs={cfg.epochs}: the run has already trained "
+                             f"{done} epoch(s){f' and {partial} step(s)' if partial else ''}; pass --epochs "
+                             f"{done + (1 if partial else 0)} or more, or choose another --out")
         recorded = "dynamics" in state
         if recorded != cfg.record_dynamics:
             raise ValueError(
@@ -607,6 +619,8 @@ class _Run:
             "params": sum(p.numel() for p in self.model.parameters()), "device": str(self.device),
             "world_size": self.dist.world, "data": self.config.data, "model": self.config.model,
             "mix": self.config.mix, "k": self.config.k, "alpha": self.config.alpha, "out": str(self.out),
+            # what the data was, not its path: `kmix table` pools only runs on the same source
+            "data_fingerprint": self.meta["provenance"]["fingerprint"],
             "checkpoints": {"last": str(self.last_path), "best": str(self.best_path)},
         }
 
