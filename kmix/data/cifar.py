@@ -25,6 +25,8 @@ _TORCHVISION_CLASSES = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 _STATS = {"cifar10": (CIFAR10_MEAN, CIFAR10_STD), "cifar100": (CIFAR100_MEAN, CIFAR100_STD)}
+# images per class in the official splits (CIFAR-10: 50,000 train + 10,000 test; CIFAR-100: the same over 100)
+_PER_CLASS = {"cifar10": {"train": 5000, "test": 1000}, "cifar100": {"train": 500, "test": 100}}
 
 
 def cifar_files(name: str, root: str | os.PathLike) -> list[Path]:
@@ -141,14 +143,40 @@ def cifar_jpeg_arrays(name: str, root: str | os.PathLike, *, train: bool, quiet:
     root = Path(root).expanduser().resolve()
     classes = CIFAR10_CLASSES if name == "cifar10" else None
     if is_archive(root):
-        build = lambda: decode_archive(root, classes=classes, quiet=quiet)  # noqa: E731
+        decode = lambda: decode_archive(root, classes=classes, quiet=quiet)  # noqa: E731
     else:
-        build = lambda: {s: decode_tree(root / s, classes=classes, quiet=quiet)  # noqa: E731
-                         for s in ("train", "test") if (root / s).is_dir()}
+        decode = lambda: {s: decode_tree(root / s, classes=classes, quiet=quiet)  # noqa: E731
+                          for s in ("train", "test") if (root / s).is_dir()}
+
+    def build() -> dict[str, ImageArrays]:  # checked before anything is cached
+        splits = decode()
+        for split, decoded in splits.items():
+            _check_counts(name, root, split, decoded)
+        return splits
+
     arrays = cached({"source": str(root), "dataset": name, "classes": list(classes or [])}, fingerprint(root),
                     build, "train" if train else "test", quiet=quiet)
+    _check_counts(name, root, "train" if train else "test", arrays)  # a cache written before this check
     if len(arrays.classes) != _NUM_CLASSES[name]:
         raise ValueError(f"{name} at {root}: {len(arrays.classes)} class folders, expected {_NUM_CLASSES[name]}")
     if len(arrays) and tuple(arrays.images.shape[1:]) != (CIFAR_SIZE, CIFAR_SIZE, 3):
         raise ValueError(f"{name} at {root}: images are {tuple(arrays.images.shape[1:3])}, expected 32x32")
     return arrays
+
+
+def _check_counts(name: str, root: Path, split: str, arrays: ImageArrays) -> None:
+    """A CIFAR source holds the same number of images in every class, at most the official number (5,000
+    train / 1,000 test per CIFAR-10 class): fewer, evenly, is a sample (tests' tiny trees); an uneven or
+    larger split is a damaged source, or images merged in from elsewhere, and is refused."""
+    official = _PER_CLASS[name].get(split)
+    if official is None or not len(arrays):
+        return
+    counts = torch.bincount(arrays.labels, minlength=len(arrays.classes)).tolist()
+    low, high = min(counts), max(counts)
+    if low == high <= official:
+        return
+    fewest, most = arrays.classes[counts.index(low)], arrays.classes[counts.index(high)]
+    why = ("more than the official" if high > official else "uneven; the official split has")
+    raise ValueError(f"{name} at {root}: {split}/ holds {len(arrays):,} images, {low:,} ({fewest}) to {high:,} "
+                     f"({most}) per class, {why} {official:,} per class ({official * len(counts):,}): "
+                     f"a damaged source or extra images")

@@ -18,7 +18,7 @@ import torch
 from torchvision.transforms import v2
 
 from kmix.data.arrays import ArrayDataset
-from kmix.data.cache import cached, decode_samples, fingerprint
+from kmix.data.cache import cached, decode_samples, fingerprint, read_rgb
 from kmix.data.info import DatasetInfo, class_index, class_index_map  # noqa: F401 (class_index_map: public here too)
 from kmix.io import write_json_atomic
 from kmix.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RESIZE_RATIO, imagenet_transform
@@ -29,13 +29,9 @@ DEFAULT_IMAGE_SIZE = 224
 
 
 def load_rgb(path: str) -> Image.Image:
-    """Open an image as RGB (greyscale/CMYK/palette converted); the error names the file if it is unreadable."""
-    try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"cannot read image {path}: {type(err).__name__}: {err}") from err
+    """Open an image as RGB (greyscale/CMYK/palette converted, 16-bit greyscale scaled to 8 bits, 32-bit
+    and float pixels refused: `kmix.data.cache.read_rgb`); the error names the file if it is unreadable."""
+    return read_rgb(path, path)
 
 
 def find_unreadable_images(dataset: "KmixImageFolder", quiet: bool = True) -> list[str]:
@@ -45,7 +41,7 @@ def find_unreadable_images(dataset: "KmixImageFolder", quiet: bool = True) -> li
         try:
             with Image.open(path) as img:
                 img.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
             bad.append(path)
     return bad
 
