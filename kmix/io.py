@@ -119,3 +119,80 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# --- checksummed torch files ----------------------------------------------------------------------
+# Every state file kmix writes with torch.save and reads back (last.pt/best.pt, score chunks, dynamics.pt,
+# the search checkpoint) carries the SHA-256 of its content in the zip archive comment, the last bytes of
+# the file: `kmix-sha256:<64 hex>`. torch.save writes a zip whose end record has an empty comment; the
+# digest is of exactly those bytes (the comment-length field back at 0 and no comment), so the file
+# stays an ordinary torch file that torch.load (and any zip reader) opens as before.
+
+CHECKSUM_TAG = b"kmix-sha256:"
+_CHECKSUM_LEN = len(CHECKSUM_TAG) + 64
+_EOCD_SIG = b"PK\x05\x06"  # the zip end-of-central-directory record: 22 bytes, then the comment
+_EOCD_LEN = 22
+
+
+class ChecksumError(ValueError):
+    """A state file's content does not match the checksum written with it. str(): one line naming the file."""
+
+    def __init__(self, path: str | os.PathLike, label: str = "state file"):
+        self.path = Path(path)
+        super().__init__(f"{label} {path} is corrupt: its content does not match the SHA-256 written with it "
+                         "(damaged on disk or in a copy, or edited); it was not used")
+
+
+def save_torch_atomic(path: str | os.PathLike, obj: Any) -> Path:
+    """torch.save `obj` to `path` atomically, with the SHA-256 of its content in the zip archive comment
+    (checked by `verify_torch_checksum`). The bytes are serialised in memory first (one copy of the file)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getbuffer()  # no copy
+    if bytes(data[-_EOCD_LEN:-_EOCD_LEN + 4]) != _EOCD_SIG or bytes(data[-2:]) != b"\x00\x00":
+        raise RuntimeError("torch.save wrote no zip end record with an empty comment; cannot add a checksum")
+    comment = CHECKSUM_TAG + hashlib.sha256(data).hexdigest().encode()
+    trailer = len(comment).to_bytes(2, "little") + comment
+
+    def write(f: IO[bytes]) -> None:
+        f.write(data[:-2])  # all but the comment-length field (0)
+        f.write(trailer)
+
+    try:
+        return atomic_write(path, write)
+    finally:
+        data.release()
+
+
+def verify_torch_checksum(path: str | os.PathLike, label: str = "state file") -> bool:
+    """Check the checksum of a file written by `save_torch_atomic`: True when it matches, False when the
+    file carries none (written by an older kmix, or not by kmix: accepted as before); ChecksumError
+    naming the file (as `label`) when it does not match."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        end = _EOCD_LEN + _CHECKSUM_LEN
+        if size < end:
+            return False
+        f.seek(size - end)
+        tail = f.read(end)
+        if tail[:4] != _EOCD_SIG or tail[_EOCD_LEN - 2:_EOCD_LEN] != _CHECKSUM_LEN.to_bytes(2, "little"):
+            return False
+        comment = tail[_EOCD_LEN:]
+        if not comment.startswith(CHECKSUM_TAG):
+            return False
+        h = hashlib.sha256()
+        f.seek(0)
+        left = size - _CHECKSUM_LEN - 2  # everything before the comment-length field
+        while left > 0:
+            block = f.read(min(1 << 20, left))
+            if not block:
+                break
+            h.update(block)
+            left -= len(block)
+    h.update(b"\x00\x00")
+    if h.hexdigest().encode() != comment[len(CHECKSUM_TAG):]:
+        raise ChecksumError(path, label)
+    return True

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kmix.io import atomic_write
+from kmix.io import save_torch_atomic, verify_torch_checksum
 
 _MIX = 0x9E3779B97F4A7C15  # 64-bit golden-ratio constant for mixing seeds
 
@@ -120,18 +120,21 @@ def seed_everything(seed: int) -> None:
 
 def save_state(path: str | os.PathLike, kind: str, state: Mapping[str, Any]) -> Path:
     """torch.save `state` tagged with `kind` (e.g. "kmix-train"), atomically: a run killed mid-write
-    leaves the previous file whole."""
-    return atomic_write(path, lambda f: torch.save({**state, "kind": kind}, f))
+    leaves the previous file whole. The file carries its content's SHA-256 (kmix.io.save_torch_atomic),
+    checked by `load_state`."""
+    return save_torch_atomic(path, {**state, "kind": kind})
 
 
 def load_state(path: str | os.PathLike, kind: str, *, label: str = "state file", untagged_keys: Iterable[str] = (),
                map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a file written by `save_state(path, kind, ...)`; the error names the file (as `label`) when it
     is missing, corrupt or of another kind. A file with no tag is accepted when it has every key of
-    `untagged_keys` (files written before kinds were tagged)."""
+    `untagged_keys` (files written before kinds were tagged). Its checksum is verified first: a mismatch
+    raises kmix.io.ChecksumError (a ValueError); a file without one (older kmix) is accepted."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{label} not found: {path}")
+    verify_torch_checksum(path, label)
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # truncated/corrupt pickle or zip

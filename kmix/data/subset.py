@@ -18,10 +18,11 @@ def _is_path(obj: Any) -> bool:
     return isinstance(obj, (str, os.PathLike))
 
 
-def read_indices_file(path: PathLike, n: int | None = None, classes: Sequence[str] = ()) -> list:
+def read_indices_file(path: PathLike, n: int | None = None, classes: Sequence[str] = (),
+                      fingerprint: str | None = None) -> list:
     """Read the raw index list from a JSON file: `{"indices": [...], ...}` or a plain list. A file that
-    records the dataset it was made from (`n_total`, `data_provenance.classes`, as kmix subsample writes)
-    must match `n` and `classes`."""
+    records the dataset it was made from (`n_total`, `data_provenance.classes` and `.fingerprint`, as kmix
+    subsample writes) must match `n`, `classes` and `fingerprint` (the data's files; None: not checked)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"subset index file not found: {path}")
@@ -41,6 +42,14 @@ def read_indices_file(path: PathLike, n: int | None = None, classes: Sequence[st
         if classes and made_from and list(made_from) != list(classes):
             raise ValueError(f"subset index file {path} was made from a dataset with classes {made_from[:5]}..., "
                              f"but this one has {list(classes)[:5]}...: the indices would name other images")
+        made_fp = (payload.get("data_provenance") or {}).get("fingerprint")
+        if fingerprint is not None and made_fp is not None and made_fp != fingerprint:
+            raise ValueError(f"subset index file {path} was made from other data files (fingerprint {made_fp}, "
+                             f"data {payload.get('data')!r}) than these (fingerprint {fingerprint}): two sources "
+                             "of the same dataset may order images differently (e.g. CIFAR-10's pickles and a "
+                             "JPEG tarball), so the indices could name other images; make the subset again with "
+                             "kmix subsample --data on this data (the fingerprint digests file names, sizes and "
+                             "times: a copy with new times differs too)")
         payload = payload["indices"]
     if not isinstance(payload, list):
         raise ValueError(
@@ -74,11 +83,12 @@ def validate_indices(indices: Iterable[Any], n: int, *, source: str = "indices")
     return out
 
 
-def load_indices(path_or_list: PathLike | Sequence[int], n: int, classes: Sequence[str] = ()) -> list[int]:
-    """Indices for a dataset of `n` items (named `classes`, when known) from a JSON file or a sequence,
-    validated (made from this dataset, range, duplicates)."""
+def load_indices(path_or_list: PathLike | Sequence[int], n: int, classes: Sequence[str] = (),
+                 fingerprint: str | None = None) -> list[int]:
+    """Indices for a dataset of `n` items (named `classes`, with files of `fingerprint`, when known) from a
+    JSON file or a sequence, validated (made from this dataset, range, duplicates)."""
     if _is_path(path_or_list):
-        return validate_indices(read_indices_file(path_or_list, n, classes), n,
+        return validate_indices(read_indices_file(path_or_list, n, classes, fingerprint), n,
                                 source=f"subset index file {path_or_list}")
     return validate_indices(path_or_list, n)
 

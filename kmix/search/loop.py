@@ -110,7 +110,10 @@ def search_data(cfg: SearchConfig) -> tuple[Dataset, Dataset, Any, dict[str, Any
     dataset, info = build_dataset(cfg.data, root=cfg.data_root, train=True, augment=cfg.augment)
     positions = list(range(len(dataset)))
     if cfg.subset is not None:
-        positions = load_indices(cfg.subset, len(dataset))
+        from kmix.data.provenance import data_provenance
+
+        fingerprint = data_provenance(cfg.data, info, len(dataset), cfg.data_root)["fingerprint"]
+        positions = load_indices(cfg.subset, len(dataset), classes=info.class_names, fingerprint=fingerprint)
         if len(positions) == 0:
             raise ValueError(f"subset {cfg.subset!r} is empty")
     if cfg.limit is not None and cfg.limit < len(positions):

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from kmix.io import verify_torch_checksum
 from kmix.select.methods import DYN_UNC_WINDOW, ScoreMethod, register_score_method
 from kmix.select.score import ScoreConfig
 from kmix.select.scores_file import write_score_table
@@ -47,6 +48,7 @@ def load_dynamics(run_dir: str | Path) -> dict:
         raise FileNotFoundError(f"run folder {run_dir} has no {DYNAMICS_FILE}: train it with kmix train "
                                 "--record-dynamics (a run writes the file when it finishes; resume an "
                                 "interrupted one)")
+    verify_torch_checksum(path, "dynamics file")  # a mismatch: ChecksumError naming the file
     try:
         rec = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # truncated or not a torch file

@@ -19,6 +19,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from kmix.data.provenance import data_provenance
 from kmix.devices import resolve_device
-from kmix.io import file_sha256, write_json_atomic
+from kmix.io import ChecksumError, file_sha256, verify_torch_checksum, write_json_atomic
 from kmix.mix import SoftTargetCrossEntropy, apply_cutmix, mix_labels
 from kmix.options import data_option, data_root_option, device_option, option, quiet_option
 from kmix.runs import RunStopped, check_resume, load_state, lock_run_folder, remove_temp_files, save_state
@@ -210,6 +211,22 @@ def _chunk_path(chunk_dir: Path, chunk_id: int) -> Path:
     return chunk_dir / f"chunk_{chunk_id:06d}.pt"
 
 
+def _saved_chunk(chunk_dir: Path, chunk_id: int, corrupt: set[int]) -> bool:
+    """Whether chunk `chunk_id` is saved and whole. One whose checksum fails is deleted, added to `corrupt`
+    and reported in a note line: chunks are a cache, so it is scored again rather than used or refused."""
+    path = _chunk_path(chunk_dir, chunk_id)
+    if not path.is_file():
+        return False
+    try:
+        verify_torch_checksum(path, "score chunk")
+    except ChecksumError as err:
+        print(f"kmix score: note: {err}; scoring chunk {chunk_id} again", file=sys.stderr)
+        path.unlink(missing_ok=True)
+        corrupt.add(chunk_id)
+        return False
+    return True
+
+
 def _check_fingerprint(chunk_dir: Path, fingerprint: dict) -> None:
     path = chunk_dir / "spec.json"
     if path.is_file():
@@ -256,7 +273,8 @@ def score_losses(model: nn.Module, dataset: Dataset, num_classes: int, spec: Sco
         fingerprint = {**asdict(spec), "alpha": list(spec.alpha), "n": n, **(fingerprint or {})}
         _check_fingerprint(chunk_dir, fingerprint)  # every rank: none may add chunks of other settings
     model = model.to(device).eval()
-    todo = [c for c in mine if chunk_dir is None or not _chunk_path(chunk_dir, c).is_file()]
+    corrupt: set[int] = set()  # saved chunks whose checksum failed: deleted, scored again
+    todo = [c for c in mine if chunk_dir is None or not _saved_chunk(chunk_dir, c, corrupt)]
     bar = tqdm(total=sum(len(chunk_anchors(c, n, spec.chunk_size)) for c in mine), disable=quiet,
                desc=f"score rank {rank}" if world_size > 1 else "score", unit="img")
     bar.update(sum(len(chunk_anchors(c, n, spec.chunk_size)) for c in mine if c not in todo))
@@ -285,8 +303,12 @@ def score_losses(model: nn.Module, dataset: Dataset, num_classes: int, spec: Sco
     for c in range(total):
         if c in done:
             parts.append(done[c])
-        elif chunk_dir is not None and _chunk_path(chunk_dir, c).is_file():
+        elif chunk_dir is not None and _saved_chunk(chunk_dir, c, corrupt):  # another rank's chunk
             parts.append(load_state(_chunk_path(chunk_dir, c), CHUNK_KIND, label="score chunk")["losses"])
+        elif chunk_dir is not None and c in corrupt:  # another rank's, found corrupt: scored here
+            losses = score_chunk(model, bank, onehot, spec, c, batch_size)
+            save_state(_chunk_path(chunk_dir, c), CHUNK_KIND, {"chunk": c, "losses": losses})
+            parts.append(losses)
         else:
             return None  # another rank has not finished chunk c yet
     return torch.cat(parts)

@@ -4,14 +4,15 @@ Columns: `index,label`, then the method's score columns (kmix-cv: `mean,std,cv`;
 ...), then optional extra columns (kmix-cv's `loss_0..loss_{M-1}`; `<name>_0..` per checkpoint when
 several are averaged). CSV, plus a Parquet twin when pyarrow is there. A JSON sidecar
 `<file>.json` records how the scores were made and, for the reader, `method`, `score_columns`
-(the columns a valid file must have) and `orders` (per score column, the end that ranks first by
-default). A file without a sidecar naming its score columns (older kmix-cv files, the Parquet
+(the columns a valid file must have), `orders` (per score column, the end that ranks first by
+default) and `labels_sha256` (the label column's hash, checked on read). A file without a sidecar naming its score columns (older kmix-cv files, the Parquet
 twin, a file written by hand) is checked against the registered method whose score columns its
 header contains; any other numeric column may still be used with `kmix subsample --by`.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -106,8 +107,14 @@ def write_score_table(path: str | os.PathLike, labels: torch.Tensor | np.ndarray
         table = pa.table(dict(zip(header, cols)))
         atomic_write(parquet, lambda f: pq.write_table(table, f))
         written.append(parquet)
-    write_json_atomic(path.with_name(path.name + ".json"), meta)
+    write_json_atomic(path.with_name(path.name + ".json"), {**meta, "labels_sha256": labels_digest(labels)})
     return written
+
+
+def labels_digest(labels: np.ndarray) -> str:
+    """The SHA-256 of a label column in index order (as little-endian int64): what the sidecar records as
+    `labels_sha256`, so that a reader trusting the file's labels (subsample without --data) finds an edit."""
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(labels), dtype="<i8").tobytes()).hexdigest()
 
 
 def write_scores(path: str | os.PathLike, labels: torch.Tensor, losses: torch.Tensor,
@@ -197,6 +204,10 @@ def read_scores(path: str | os.PathLike) -> ScoreTable:
         raise ValueError(f"scores file {path} has {n} rows but {sidecar.name} says {int(meta['n'])} images were "
                          "scored: the file was cut or mixed with another; score again")
     order = np.argsort(index)
+    recorded = meta.get("labels_sha256")
+    if recorded is not None and labels_digest(label[order]) != recorded:
+        raise ValueError(f"scores file {path}: its label column is not the one {sidecar.name} recorded when it was "
+                         "written (the file was edited or damaged); score again")
     columns = {k: v[order] for k, v in columns.items()}
     score_columns = tuple(c for c in needed if c not in KEY_COLUMNS) or tuple(columns)
     for name in score_columns:

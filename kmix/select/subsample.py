@@ -13,6 +13,7 @@ then a sampling rule keeps n_c of them:
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -349,6 +350,11 @@ def _provenance(config: SubsampleConfig) -> dict:
         out["data_provenance"] = data_provenance(config.data, info, len(dataset), config.data_root)
     if config.scores:
         out["scores_sha256"] = file_sha256(config.scores)
+        sidecar = Path(config.scores).with_name(Path(config.scores).name + ".json")
+        if "data_provenance" not in out and sidecar.is_file():  # without --data: the scored data's record
+            scored = json.loads(sidecar.read_text()).get("data_provenance")  # (read_scores checked the JSON)
+            if isinstance(scored, dict):
+                out["data_provenance"] = scored
     if config.checkpoint:
         out["checkpoint_sha256"] = file_sha256(config.checkpoint)
     return out

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from kmix.data.device_loader import DeviceLoader
 from kmix.data.info import DatasetInfo
+from kmix.data.provenance import data_provenance
 from kmix.runs import Stream, generator_for
 from kmix.data.registry import DATASET_NAMES, build_dataset
 from kmix.data.subset import load_indices, subset_dataset
@@ -149,7 +150,10 @@ def build_train_data(config: TrainConfig, device: torch.device, *, rank: int = 0
         raise ValueError(f"loader 'device' cannot hold {config.data!r} on the device; use --loader workers")
     full_n = len(train_set)  # type: ignore[arg-type]
     targets = list(train_set.targets)  # type: ignore[attr-defined]
-    train_indices = None if config.subset is None else load_indices(config.subset, full_n, classes=info.class_names)
+    train_indices = None
+    if config.subset is not None:  # checked against the data it was made from (size, classes, files' fingerprint)
+        fingerprint = data_provenance(config.data, info, full_n, config.data_root)["fingerprint"]
+        train_indices = load_indices(config.subset, full_n, classes=info.class_names, fingerprint=fingerprint)
     val_indices = None
     if config.eval_on_train or config.val_fraction > 0:
         plain, _ = build_dataset(config.data, train=True, augment=False, **common)

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from kmix.io import atomic_write
+from kmix.io import save_torch_atomic
 from kmix.train import distributed as D
 
 FORMAT = 1
@@ -128,4 +128,4 @@ class DynamicsRecorder:
         """Write the first `epochs` rows, the full set's `labels` and `meta` to `path` (atomic)."""
         payload = {"format": FORMAT, "epochs": epochs, "n": self.n, "labels": labels.cpu().long(),
                    **{name: getattr(self, name)[:epochs].clone() for name in FIELDS}, **meta}
-        atomic_write(path, lambda f: torch.save(payload, f))
+        save_torch_atomic(path, payload)  # with a content checksum, checked by load_dynamics
