@@ -96,3 +96,16 @@ def test_k_above_the_batch_warns_that_partners_repeat(tmp_path, capsys):
     assert main(["train", *TINY, "--batch-size", "8", "--mix", "dcutmix", "--k", "8", "--epochs", "1",
                  "--out", str(tmp_path / "ok")]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_r6_a_deleted_middle_row_of_a_scores_csv_names_the_missing_index(tmp_path):
+    from kmix.select.scores_file import read_scores
+
+    csv = tmp_path / "scores.csv"
+    csv.write_text("index,label,el2n\n" + "".join(f"{i},{i % 3},{i / 10}\n" for i in range(1000)))
+    lines = csv.read_text().splitlines(keepends=True)
+    csv.write_text("".join(lines[:501] + lines[502:]))  # the row of index 500
+    with pytest.raises(ValueError) as err:
+        read_scores(csv)
+    message = str(err.value)
+    assert "1 index(es) missing (500)" in message and "\n" not in message and "out of range" not in message

@@ -175,7 +175,7 @@ def test_bad_input_gives_clear_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="lacks column.*std"):
         run_subsample(SubsampleConfig(ratio=0.5, scores=str(tmp_path / "bad.csv")))
     (tmp_path / "range.csv").write_text("index,label,mean,std,cv\n0,0,1,0.1,0.1\n7,0,1,0.1,0.1\n")
-    with pytest.raises(ValueError, match="index 7 out of range"):
+    with pytest.raises(ValueError, match=r"6 index\(es\) missing \(1, 2, 3, 4, 5 \.\.\.\): 2 rows hold indices up to 7"):
         run_subsample(SubsampleConfig(ratio=0.5, scores=str(tmp_path / "range.csv")))
     assert main(["subsample", "--scores", str(tmp_path / "none.csv"), "--ratio", "0.5"]) == 2
     assert "scores file not found" in capsys.readouterr().err

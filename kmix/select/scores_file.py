@@ -193,11 +193,16 @@ def read_scores(path: str | os.PathLike) -> ScoreTable:
     n = len(index)
     if n == 0:
         raise ValueError(f"scores file {path} has no rows")
-    if index.min() < 0 or index.max() >= n:
-        bad = int(index.min() if index.min() < 0 else index.max())
-        raise ValueError(f"scores file {path}: index {bad} out of range for {n} rows (indices must be 0..{n - 1})")
-    if len(np.unique(index)) != n:
+    if index.min() < 0:
+        raise ValueError(f"scores file {path}: negative index {int(index.min())} (indices must be 0..{n - 1})")
+    unique = np.unique(index)
+    if len(unique) != n:
         raise ValueError(f"scores file {path}: duplicate indices")
+    if index.max() >= n:  # n distinct indices reaching past n - 1: some in 0..max are missing (a deleted row)
+        missing = np.setdiff1d(np.arange(int(index.max()) + 1), unique)
+        shown = ", ".join(str(int(m)) for m in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise ValueError(f"scores file {path}: {len(missing)} index(es) missing ({shown}): {n} rows hold indices up to "
+                         f"{int(index.max())}; a row was deleted or the file was cut; score again")
     if label.min() < 0:
         raise ValueError(f"scores file {path}: negative label {int(label.min())}")
     if "n" in meta and int(meta["n"]) != n:
