@@ -103,17 +103,23 @@ def test_an_unwritable_out_is_a_one_line_error(tmp_path, capsys):
     assert (tmp_path / "plain").read_text() == "a file"
 
 
-def _show_as(uid: int | None, data: Path, out: Path, queue) -> None:
-    """Child of a fork: drop to `uid` (root bypasses folder permissions), run kmix show, report (code, stderr)."""
+def _show_as(uid: int | None, data: Path, warm: Path, out: Path, queue) -> None:
+    """Child of a fork: run kmix show once into a writable file (so that every module, font and cache it
+    needs is loaded in this very process), drop to `uid` (root bypasses folder permissions), run it into
+    `out`, report (code, stderr). Nothing outside `data` is read after the drop, so the test passes even from
+    a checkout (and venv) inside a folder other users cannot enter."""
     import contextlib
     import io
 
+    args = ["show", "--data", str(data), "--image-size", "16", "--num-images", "2", "--out"]
+    with contextlib.redirect_stderr(io.StringIO()):
+        main([*args, str(warm)])
     if uid is not None:
         os.setgid(uid)
         os.setuid(uid)
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        code = main(["show", "--data", str(data), "--image-size", "16", "--num-images", "2", "--out", str(out)])
+        code = main([*args, str(out)])
     queue.put((code, err.getvalue()))
 
 
@@ -131,15 +137,12 @@ def test_a_read_only_out_is_a_one_line_error():
         (folder / "grid.png").write_bytes(b"old")
         folder.chmod(0o555)
         # images inside `base` (digits would be read from the Python installation, which nobody may not enter
-        # when the checkout and its venv lie in a 0700 folder), and a run into a writable folder first: the
-        # forked child then has every module loaded and needs no file outside `base`
+        # when the checkout and its venv lie in a 0700 folder)
         data = tiny_imagefolder(base / "imgs")
-        assert main(["show", "--data", str(data), "--image-size", "16", "--num-images", "2",
-                     "--out", str(base / "warm.png")]) == 0
         ctx = mp.get_context("fork")
         queue = ctx.Queue()
-        child = ctx.Process(target=_show_as, args=(65534 if os.geteuid() == 0 else None, data, folder / "grid.png",
-                                                   queue))
+        child = ctx.Process(target=_show_as, args=(65534 if os.geteuid() == 0 else None, data, base / "warm.png",
+                                                   folder / "grid.png", queue))
         child.start()
         code, err = queue.get(timeout=120)
         child.join()
