@@ -1,0 +1,121 @@
+"""benchmarks/campaign.py (issue 21): the pre-registered plan as planned, the time estimates, and its dry run
+(the whole runner on the CPU at tiny size): the archive, the skip of recorded runs, the budget rule, the order."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "campaign.py"
+PLAN = ROOT / "benchmarks" / "plans" / "c10_preact18_200ep.yaml"
+_spec = importlib.util.spec_from_file_location("campaign", SCRIPT)
+campaign = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(campaign)
+
+NAME = "c10-preact18-200ep"
+P = "cifar10_preactresnet18_"
+TIERS = (("vanilla", "cutmix", "dcutmix"), ("mixup", "dmixup"), ("dcutmix+k=2+alpha=1+p=0.5",))
+ORDER = [f"{P}{m}/seed{s}" for tier in TIERS for s in (0, 1, 2) for m in tier]  # tier by tier, seed-major
+RECORDS = {"config.yaml", "metrics.jsonl", "summary.json", "campaign.json", "hessian.json", "fgsm.json", "ood.json",
+           "run.log"}
+
+
+def test_the_plan_is_the_preregistered_protocol(tmp_path):
+    plan = campaign.load_plan(PLAN, dry=False)
+    runs = campaign.planned_runs(plan, tmp_path, {"data_root": plan["data_root"]})
+    assert [f"{r.out.parent.name}/{r.out.name}" for _, _, r in runs] == ORDER
+    for name, _, run in runs:
+        c = run.config
+        assert (c.model, c.data, c.epochs, c.batch_size, c.lr, c.momentum, c.nesterov, c.weight_decay) == (
+            "preact_resnet18", "cifar10", 200, 128, 0.1, 0.9, False, 1e-4)
+        assert (c.schedule, c.milestones, c.gamma, c.augment, c.subset, c.limit_train_batches) == (
+            "step", [100, 150], 0.1, True, None, None)
+        assert (c.amp, c.channels_last, c.device, c.data_root) == ("bf16", True, "cuda", ".gpu-data/cifar10-jpg.tar.gz")
+        expected = {"vanilla": ("none", None, None, None), "cutmix": ("cutmix", 2, 1.0, 0.5),
+                    "dcutmix-k3": ("dcutmix", 3, 1 / 3, 1.0), "mixup": ("mixup", 2, 1.0, 1.0),
+                    "dmixup-k5": ("dmixup", 5, 0.2, 1.0), "dcutmix-k2": ("dcutmix", 2, 1.0, 0.5)}[name]
+        assert c.mix == expected[0] and (c.mix == "none" or (c.k, c.alpha, c.p) == pytest.approx(expected[1:]))
+    assert plan["seeds"] == [0, 1, 2] and plan["min_seeds"] == 3 and plan["reference"] == "vanilla"
+
+
+def test_estimates_prefer_the_same_method_then_any_method_then_the_probe():
+    run = SimpleNamespace(config=SimpleNamespace(epochs=200, limit_train_batches=None, batch_size=128, eval_every=10))
+    done = [{"method": "vanilla", "gpu": "H", "jobs": 1, "epochs": 200, "process_s": 300.0},
+            {"method": "vanilla", "gpu": "H", "jobs": 1, "epochs": 200, "process_s": 340.0},
+            {"method": "cutmix", "gpu": "H", "jobs": 1, "epochs": 200, "process_s": 360.0},
+            {"method": "mixup", "gpu": "other GPU", "jobs": 1, "epochs": 200, "process_s": 900.0},
+            {"method": "mixup", "gpu": "H", "jobs": 2, "epochs": 200, "process_s": 900.0}]
+    assert campaign.estimate("vanilla", run, done, "H", 1, None)[0] == pytest.approx(320.0)
+    secs, how = campaign.estimate("mixup", run, done, "H", 1, None)  # no mixup on H with jobs 1: the slowest other
+    assert secs == 360.0 and "slowest" in how
+    assert campaign.estimate("mixup", run, done, "H", 3, None) is None  # nothing comparable: a probe is needed
+    probe = {"method": "dcutmix-k3", "jobs": 3, "img_per_s": 20_000.0, "eval_s": 0.5, "process_s": 30.0,
+             "train_images": 50_000}
+    secs, how = campaign.estimate("mixup", run, done, "H", 3, probe)
+    assert secs == pytest.approx(30.0 + 200 * 390 * 128 / 20_000 + 20 * 0.5) and "warm probe" in how
+
+
+def _dry(out: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+    result = subprocess.run([sys.executable, str(SCRIPT), str(PLAN), "--dry-run", "--out", str(out), *args],
+                            cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def _archived_runs(archive: Path) -> dict[str, set[str]]:
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert all(n.startswith(NAME + "/") for n in names) and not any(n.endswith(".pt") for n in names)
+    for f in ("table.md", "table.csv", "curves.png", "campaign.md"):
+        assert f"{NAME}/{f}" in names
+    runs: dict[str, set[str]] = {}
+    for n in names:
+        parts = n.split("/")
+        if len(parts) == 4 and parts[2].startswith("seed"):
+            runs.setdefault(f"{parts[1]}/{parts[2]}", set()).add(parts[3])
+    return runs
+
+
+@pytest.mark.slow
+def test_dry_run_skips_recorded_runs_keeps_the_order_and_the_budget(tmp_path):
+    # window 1: nothing recorded -> a warm probe (2 at once), runs 2 at a time until the next cannot fit
+    first = _dry(tmp_path / "w1", "--records", str(tmp_path / "none"), "--jobs", "2", "--budget-s", "80")
+    assert "warm probe" in first.stdout and "not started:" in first.stdout  # the budget rule says so
+    runs1 = _archived_runs(tmp_path / "w1" / f"{NAME}.tar.gz")
+    k1 = len(runs1)
+    assert 1 <= k1 < len(ORDER) and sorted(runs1, key=ORDER.index) == ORDER[:k1]  # the first runs by priority
+    assert all(files == RECORDS for files in runs1.values())
+    some = tmp_path / "w1" / "runs" / ORDER[0]
+    record = json.loads((some / "campaign.json").read_text())
+    assert record["gpu"] == "cpu" and record["jobs"] == 2 and record["process_s"] > 0
+    assert math.isfinite(json.loads((some / "hessian.json").read_text())["top_eigenvalue"])
+    assert 0 <= json.loads((some / "fgsm.json").read_text())["fgsm_top1"] <= 100
+    assert json.loads((some / "ood.json").read_text())["n_ood"] == 24
+
+    # the records are committed (extracted into the records folder); window 2 skips them and goes on in order
+    with tarfile.open(tmp_path / "w1" / f"{NAME}.tar.gz") as tar:
+        tar.extractall(tmp_path / "results", filter="data")
+    second = _dry(tmp_path / "w2", "--records", str(tmp_path / "results" / NAME), "--jobs", "2", "--budget-s", "45",
+                  "--data-root", str(tmp_path / "w1" / "tiny" / "cifar10-tiny.tar.gz"))
+    for run in runs1:
+        label, seed = run.split("/")
+        assert f"finished earlier, skipped: {label} seed {seed[4:]} (from the records)" in second.stdout
+    assert "warm probe" not in second.stdout and "earlier" in second.stdout  # estimated from the records
+    assert "not started:" in second.stdout
+    runs2 = _archived_runs(tmp_path / "w2" / f"{NAME}.tar.gz")  # only what is new
+    assert runs2 and not set(runs2) & set(runs1)
+    assert sorted(runs2, key=ORDER.index) == ORDER[k1:k1 + len(runs2)]
+    with open(tmp_path / "w2" / "table" / "table.csv", newline="") as f:  # the table of everything so far
+        assert sum(int(r["n"]) for r in csv.DictReader(f)) == k1 + len(runs2)
+    assert "not read" in (tmp_path / "w2" / "table" / "campaign.md").read_text()  # < 3 seeds: no reading
