@@ -216,7 +216,7 @@ def test_read_scores_rejects_bad_files(tmp_path):
         read_scores(tmp_path / "missing.csv")
     with pytest.raises(ValueError, match="lacks column"):
         read_scores(write("index,label,mean,std\n0,1,0.5,0.1\n"))
-    with pytest.raises(ValueError, match="index 5 out of range"):
+    with pytest.raises(ValueError, match=r"4 index\(es\) missing \(1, 2, 3, 4\): 2 rows hold indices up to 5"):
         read_scores(write("index,label,mean,std,cv\n0,1,0.5,0.1,0.2\n5,1,0.5,0.1,0.2\n"))
     with pytest.raises(ValueError, match="duplicate"):
         read_scores(write("index,label,mean,std,cv\n0,1,0.5,0.1,0.2\n0,1,0.5,0.1,0.2\n"))
