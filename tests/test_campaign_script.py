@@ -106,8 +106,12 @@ def test_dry_run_skips_recorded_runs_keeps_the_order_and_the_budget(tmp_path):
     # the records are committed (extracted into the records folder); window 2 skips them and goes on in order
     with tarfile.open(tmp_path / "w1" / f"{NAME}.tar.gz") as tar:
         tar.extractall(tmp_path / "results", filter="data")
-    second = _dry(tmp_path / "w2", "--records", str(tmp_path / "results" / NAME), "--jobs", "2", "--budget-s", "45",
-                  "--data-root", str(tmp_path / "w1" / "tiny" / "cifar10-tiny.tar.gz"))
+    # a budget from window 1's own run times (a loaded machine is slower in both windows): room for a run or
+    # two past the reserve, never for all the runs left
+    slowest = max(json.loads((tmp_path / "w1" / "runs" / r / "campaign.json").read_text())["process_s"] for r in runs1)
+    budget = campaign.load_plan(PLAN, dry=True).get("reserve_s", 15) + 2.5 * slowest
+    second = _dry(tmp_path / "w2", "--records", str(tmp_path / "results" / NAME), "--jobs", "2",
+                  "--budget-s", f"{budget:.0f}", "--data-root", str(tmp_path / "w1" / "tiny" / "cifar10-tiny.tar.gz"))
     for run in runs1:
         label, seed = run.split("/")
         assert f"finished earlier, skipped: {label} seed {seed[4:]} (from the records)" in second.stdout
