@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from kmix.data.arrays import DEVICE_AUGMENTS
 from kmix.data.cache import ImageArrays
-from kmix.data.order import batches_per_epoch, epoch_permutation
+from kmix.data.order import batches_per_epoch, check_keep_last, epoch_permutation
 
 CIFAR_PAD = 4
 RRC_SCALE = (0.08, 1.0)  # torchvision RandomResizedCrop defaults
@@ -111,9 +111,7 @@ class DeviceLoader:
             raise ValueError(f"augment must be one of {DEVICE_AUGMENTS} or None, got {augment!r}")
         if batch_size % world:
             raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world}")
-        if keep_last and world > 1:
-            raise ValueError(f"keep_last_batch needs a single process ({world} here): a partial global batch "
-                             f"cannot be split evenly over the processes")
+        check_keep_last(keep_last, world)
         self.device = torch.device(device)
         self.images = arrays.images.to(self.device).contiguous()
         self.labels = arrays.labels.to(self.device)

@@ -14,6 +14,13 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator_for(Stream.ORDER, seed, epoch))
 
 
+def check_keep_last(keep_last: bool, world: int) -> None:
+    """keep_last needs one process: a partial global batch cannot be split evenly over the ranks."""
+    if keep_last and world > 1:
+        raise ValueError(f"keep_last_batch needs a single process ({world} here): a partial global batch cannot be "
+                         f"split evenly over the processes; drop --keep-last-batch under torchrun")
+
+
 def batches_per_epoch(n: int, batch_size: int, limit_batches: int | None = None, keep_last: bool = False) -> int:
     """Optimizer steps per epoch, optionally capped (for tests): full global batches only, or with `keep_last`
     also the last partial batch, ceil(n / batch_size) (a DataLoader's drop_last=False). A partial batch of one

@@ -19,12 +19,9 @@ import torch
 
 from kmix.mix.mixers import KImageMix
 from kmix.mix.params import MixParams
+from kmix.mix.sampling import _device_of
 
 MODES = ("batch", "elem")
-
-
-def _device_of(generator: torch.Generator | None) -> torch.device:
-    return generator.device if generator is not None else torch.device("cpu")
 
 
 def sample_beta(count: int, alpha: float, generator: torch.Generator | None = None) -> torch.Tensor:

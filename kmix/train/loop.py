@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from kmix.data.order import check_keep_last
 from kmix.data.provenance import data_provenance
 from kmix.data.transforms import cutout
 from kmix.devices import resolve_device
@@ -189,9 +190,7 @@ class _Run:
         resume_state = self._resume_state()
 
         # everything that can fail on bad input fails here, before any training
-        if config.keep_last_batch and dist_info.world > 1:
-            raise ValueError(f"keep_last_batch needs a single process ({dist_info.world} here): a partial global "
-                             f"batch cannot be split evenly over the processes; drop --keep-last-batch under torchrun")
+        check_keep_last(config.keep_last_batch, dist_info.world)
         if config.check_images:
             self._check_images()
         self.data = build_train_data(config, device, rank=dist_info.rank, world=dist_info.world,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from kmix.data.order import batches_per_epoch, epoch_permutation  # noqa: F401 (re-exported)
+from kmix.data.order import batches_per_epoch, check_keep_last, epoch_permutation  # noqa: F401 (re-exported)
 from kmix.runs import Stream, seed_for
 
 
@@ -29,9 +29,7 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
                  start_batch: int = 0, limit_batches: int | None = None, keep_last: bool = False):
         if batch_size % world:
             raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world}")
-        if keep_last and world > 1:
-            raise ValueError(f"keep_last_batch needs a single process ({world} here): a partial global batch "
-                             f"cannot be split evenly over the processes")
+        check_keep_last(keep_last, world)
         if n < batch_size and not keep_last:
             raise ValueError(f"batch_size {batch_size} is larger than the training set ({n} images)")
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, epoch
