@@ -35,13 +35,16 @@ SHARED_TARBALL = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 
 
 def ceiling(cfg: TrainConfig, info, steps: int, warmup: int = 3) -> float:
-    """img/s of the bare training step on one resident batch."""
+    """img/s of the bare training step on one resident batch (the model torch.compile'd as `kmix train
+    --compile` does when cfg.compile; its warm-up steps include the compilation)."""
     device = torch.device(cfg.device)
     torch.manual_seed(0)
     model = build_network(cfg, info, dict(cfg.model_kwargs)).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(cfg, model)
+    if cfg.compile:
+        model = torch.compile(model)
     crit = SoftTargetCrossEntropy()
     x = torch.rand(cfg.batch_size, 3, 32, 32, device=device)
     if cfg.channels_last:
@@ -63,6 +66,27 @@ def ceiling(cfg: TrainConfig, info, steps: int, warmup: int = 3) -> float:
         step()
     _sync(device)
     return steps * cfg.batch_size / (time.perf_counter() - t)
+
+
+def flops_per_image(cfg: TrainConfig, info) -> float:
+    """Forward + backward FLOPs of one training image (torch.utils.flop_counter over one fp32 batch on the CPU:
+    convolutions and matmuls, the work a GPU's tensor-core peak is quoted for)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_network(cfg, info, dict(cfg.model_kwargs))
+    x = torch.rand(8, 3, 32, 32)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return counter.get_total_flops() / len(x)
+
+
+# dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, by a substring of the device name
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0}
+
+
+def bf16_peak(name: str) -> float | None:
+    """The data-sheet bf16 peak of the named GPU, or None when unknown."""
+    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
 
 
 def kmix_train(cfg: TrainConfig, steps: int) -> float:
@@ -111,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, help="DataLoader workers for (c) (default: half the CPU cores, >= 1)")
     p.add_argument("--data-root", help=f"CIFAR-10 source (default {SHARED_TARBALL} when present)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all of the machine's)")
+    p.add_argument("--compile", action="store_true",
+                   help="also (a2) the bare step and (b2) kmix train --loader device with the model torch.compile'd")
     p.add_argument("--dry-run", action="store_true", help="tiny sizes on CPU with generated data (CI)")
     args = p.parse_args(argv)
     device = "cpu" if args.dry_run else args.device
@@ -133,26 +159,36 @@ def main(argv: list[str] | None = None) -> int:
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {threads} thread(s)"
     print(f"# training throughput, {name}, torch {torch.__version__}, batch {batch}, 32 px, "
           f"{'amp bf16 + channels_last, ' if cuda else ''}{steps} timed steps, data {root}\n")
-    print("| model | path | img/s | vs ceiling |")
-    print("|---|---|---|---|")
+    peak = bf16_peak(name) if cuda else None
+    print(f"| model | path | img/s | vs ceiling (a) | TFLOP/s{f' (% of the {peak:g} bf16 peak)' if peak else ''} |")
+    print("|---|---|---|---|---|")
     for model in args.models:
         cfg = TrainConfig(data="cifar10", data_root=root, model=model, mix="dcutmix", k=3, alpha=1 / 3,
                           batch_size=batch, device=device, amp="bf16" if cuda else "none", channels_last=cuda,
                           threads=threads, quiet=True, tensorboard=False, plot=False, schedule="constant")
+        flops = flops_per_image(cfg, info)
+
+        def row(path: str, rate: float, top: float) -> None:
+            tflops = rate * flops / 1e12
+            share = f" ({100 * tflops / peak:.1f}%)" if peak else ""
+            print(f"| {model} | {path} | {rate:.0f} | {rate / top:.2f}x | {tflops:.3g}{share} |", flush=True)
+
         top = ceiling(cfg, info, steps)
-        print(f"| {model} | (a) ceiling: bare step on a resident batch | {top:.0f} | 1.00x |", flush=True)
+        row("(a) ceiling: bare step on a resident batch", top, top)
         dev_cfg = cfg.replace(loader="device")
         per = _prepare_steps(dev_cfg)
-        dev = kmix_train(dev_cfg, steps)
-        print(f"| {model} | (b) kmix train --loader device ({per} step(s) prepared per call, the default) | {dev:.0f} "
-              f"| {dev / top:.2f}x |", flush=True)
+        row(f"(b) kmix train --loader device ({per} step(s) prepared per call, the default)",
+            kmix_train(dev_cfg, steps), top)
         if per > 1:  # what the default buys: one call per step, as before prepare_steps
-            one = kmix_train(dev_cfg.replace(prepare_steps=1), steps)
-            print(f"| {model} | (b1) kmix train --loader device --prepare-steps 1 | {one:.0f} | {one / top:.2f}x |",
-                  flush=True)
-        wrk = kmix_train(cfg.replace(loader="workers", workers=workers), steps)
-        print(f"| {model} | (c) kmix train --loader workers --workers {workers} | {wrk:.0f} | {wrk / top:.2f}x |",
-              flush=True)
+            row("(b1) kmix train --loader device --prepare-steps 1", kmix_train(dev_cfg.replace(prepare_steps=1), steps),
+                top)
+        row(f"(c) kmix train --loader workers --workers {workers}",
+            kmix_train(cfg.replace(loader="workers", workers=workers), steps), top)
+        if args.compile:  # compiled: the bare step and kmix train side by side, both after their compilation
+            compiled = ceiling(cfg.replace(compile=True), info, steps)
+            row("(a2) bare step, model torch.compile'd", compiled, top)
+            run = kmix_train(dev_cfg.replace(compile=True), steps)
+            row(f"(b2) kmix train --loader device --compile ({run / compiled:.2f}x (a2))", run, top)
     tmp.cleanup()
     return 0
 

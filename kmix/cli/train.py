@@ -20,7 +20,7 @@ GROUPS = {
     "mixing": ("mix", "k", "alpha", "p", "label_smoothing"),
     "optimisation": ("epochs", "batch_size", "keep_last_batch", "lr", "momentum", "nesterov", "weight_decay", "schedule", "milestones",
                      "gamma", "warmup_epochs", "auxiliary_weight", "drop_path", "grad_clip", "cutout"),
-    "run": ("seed", "out", "resume", "device", "workers", "threads", "amp", "channels_last", "ckpt_every_steps",
+    "run": ("seed", "out", "resume", "device", "workers", "threads", "amp", "channels_last", "compile", "ckpt_every_steps",
             "limit_train_batches", "record_dynamics", "tensorboard", "plot", "quiet"),
 }
 

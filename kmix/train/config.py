@@ -104,6 +104,8 @@ class TrainConfig:
     threads: int | None = option(None, "CPU threads for torch (1 is often fastest on a busy machine)")
     amp: str = option("none", "mixed precision (fp16 needs CUDA)", choices=AMP_MODES)
     channels_last: bool = option(False, "channels-last memory format")
+    compile: bool = option(False, "torch.compile the training forward/backward (once per run, tens of seconds; "
+                                  "resume with the same setting for bit-exact replay)")
     ckpt_every_steps: int = option(0, "also checkpoint every N steps, 0 = per epoch only")
     limit_train_batches: int | None = option(None, "cap steps per epoch (smoke tests)")
     record_dynamics: bool = option(False, "record each training image's loss, logit margin and correctness every "
@@ -203,7 +205,7 @@ class TrainConfig:
                              f"and {len(self.norm_std)} values")
         _require(isinstance(self.model_kwargs, dict), "model_kwargs", self.model_kwargs, "a mapping", TypeError)
         for name in ("nesterov", "download", "augment", "check_images", "eval_on_train", "resume", "channels_last",
-                     "record_dynamics", "tensorboard", "plot", "quiet", "keep_last_batch"):
+                     "compile", "record_dynamics", "tensorboard", "plot", "quiet", "keep_last_batch"):
             _require(isinstance(getattr(self, name), bool), name, getattr(self, name), "true or false", TypeError)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=true needs momentum > 0")

@@ -241,6 +241,8 @@ class _Run:
             seed_everything(seed_for(Stream.RANK, config.seed, dist_info.rank))  # per-rank dropout etc.
         self.ddp = (DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
                     if dist_info.enabled else self.model)
+        # the module the training step calls: compiled on its first step (evaluation and checkpoints use self.model)
+        self.step_model = torch.compile(self.ddp) if config.compile else self.ddp
         self.writer = None
 
     def _check_images(self) -> None:
@@ -454,7 +456,7 @@ class _Run:
         for x, target, clean, y, index in self._steps():
             if rec is not None and not from_training_pass:
                 rec.record(index, self._clean_logits(clean), y)  # before the step: the weights the step sees
-            out = train_step(self.ddp, x, target, criterion=self.criterion, optimizer=self.optimizer,
+            out = train_step(self.step_model, x, target, criterion=self.criterion, optimizer=self.optimizer,
                              scaler=self.scaler, scheduler=self.scheduler, amp=cfg.amp,
                              aux_weight=cfg.auxiliary_weight, grad_clip=cfg.grad_clip, keep_logits=from_training_pass)
             loss = out[0] if from_training_pass else out
