@@ -32,9 +32,9 @@ from kmix.data.provenance import data_provenance
 from kmix.devices import resolve_device
 from kmix.io import file_sha256
 from kmix.select.bank import dataset_labels
-from kmix.select.methods import ScoreMethod, register_score_method
-from kmix.select.score import rank_and_world  # also registers kmix-cv first, so it leads the registry
-from kmix.select.scores_file import write_score_table
+from kmix.select.ranks import rank_and_world
+from kmix.select.score_method import ScoreMethod
+from kmix.select.scores_write import write_score_table
 
 GRAND_ALL_BYTES = 1 << 30  # per-sample gradients held at once by grand_all (float32), at most this much
 
@@ -229,21 +229,22 @@ def run_checkpoint_score(config, method: ScoreMethod) -> dict:
             "wall_s": round(wall, 3), "files": [os.fspath(p) for p in written]}
 
 
-def _register(name: str, per_checkpoint, order: str, summary: str, reference: str) -> ScoreMethod:
-    return register_score_method(ScoreMethod(
-        name=name, needs="checkpoint", columns=(name,), orders={name: order}, run=run_checkpoint_score,
-        per_checkpoint=per_checkpoint, summary=summary, reference=reference))
+def _method(name: str, per_checkpoint, order: str, summary: str, reference: str) -> ScoreMethod:
+    return ScoreMethod(name=name, needs="checkpoint", columns=(name,), orders={name: order}, run=run_checkpoint_score,
+                       per_checkpoint=per_checkpoint, summary=summary, reference=reference)
 
 
-EL2N = _register("el2n", _per_checkpoint_el2n, "high", "||softmax - onehot||_2, mean over checkpoints",
-                 "Paul et al., NeurIPS 2021")
-GRAND = _register("grand", _per_checkpoint_grand, "high",
-                  "per-sample CE gradient norm (--grand-params last: classifier layer, closed form; all: every "
-                  "parameter), mean over checkpoints", "Paul et al., NeurIPS 2021")
-ENTROPY = _register("entropy", _per_checkpoint_entropy, "high", "entropy of the predicted distribution (nats)",
-                    "uncertainty sampling")
-MARGIN = _register("margin", _per_checkpoint_margin, "low",
-                   "top-1 minus top-2 predicted probability (low = uncertain)", "uncertainty sampling")
+EL2N = _method("el2n", _per_checkpoint_el2n, "high", "||softmax - onehot||_2, mean over checkpoints",
+               "Paul et al., NeurIPS 2021")
+GRAND = _method("grand", _per_checkpoint_grand, "high",
+                "per-sample CE gradient norm (--grand-params last: classifier layer, closed form; all: every "
+                "parameter), mean over checkpoints", "Paul et al., NeurIPS 2021")
+ENTROPY = _method("entropy", _per_checkpoint_entropy, "high", "entropy of the predicted distribution (nats)",
+                  "uncertainty sampling")
+MARGIN = _method("margin", _per_checkpoint_margin, "low",
+                 "top-1 minus top-2 predicted probability (low = uncertain)", "uncertainty sampling")
 
-__all__ = ["EL2N", "ENTROPY", "GRAND", "MARGIN", "el2n_from_logits", "entropy_from_logits", "grand_all",
-           "grand_last_from_logits", "margin_from_logits", "predict", "run_checkpoint_score"]
+CHECKPOINT_METHODS = (EL2N, GRAND, ENTROPY, MARGIN)  # registered by kmix.select.methods, in this order
+
+__all__ = ["CHECKPOINT_METHODS", "EL2N", "ENTROPY", "GRAND", "MARGIN", "el2n_from_logits", "entropy_from_logits",
+           "grand_all", "grand_last_from_logits", "margin_from_logits", "predict", "run_checkpoint_score"]

@@ -30,13 +30,16 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from kmix.io import verify_torch_checksum
-from kmix.select.methods import DYN_UNC_WINDOW, ScoreMethod, register_score_method
-from kmix.select.score import ScoreConfig
-from kmix.select.scores_file import write_score_table
+from kmix.select.score_method import DYN_UNC_WINDOW, ScoreMethod
+from kmix.select.scores_write import write_score_table
+
+if TYPE_CHECKING:
+    from kmix.select.score_config import ScoreConfig
 
 DYNAMICS_FILE = "dynamics.pt"
 
@@ -151,17 +154,19 @@ def run_dynamics_score(config: ScoreConfig, method: ScoreMethod) -> dict:
             "files": [str(p) for p in written]}
 
 
-def _register(name: str, order: str, summary: str, reference: str) -> ScoreMethod:
-    return register_score_method(ScoreMethod(name=name, needs="run", columns=(name,), orders={name: order},
-                                             run=run_dynamics_score, summary=summary, reference=reference))
+def _method(name: str, order: str, summary: str, reference: str) -> ScoreMethod:
+    return ScoreMethod(name=name, needs="run", columns=(name,), orders={name: order}, run=run_dynamics_score,
+                       summary=summary, reference=reference)
 
 
-FORGETTING = _register("forgetting", "high", "forgetting events (correct -> wrong between epochs) of a recorded run; "
-                       "never learned = epochs + 1", "Toneva et al., ICLR 2019")
-AUM = _register("aum", "low", "area under the margin: mean logit margin (target minus largest other) over the "
-                "recorded epochs (low = hard)", "Pleiss et al., NeurIPS 2020")
-DYN_UNC = _register("dyn-unc", "high", "std (ddof 1) of the target probability over sliding windows of --window "
-                    "epochs, averaged over windows", "He et al., CVPR 2024")
+FORGETTING = _method("forgetting", "high", "forgetting events (correct -> wrong between epochs) of a recorded run; "
+                     "never learned = epochs + 1", "Toneva et al., ICLR 2019")
+AUM = _method("aum", "low", "area under the margin: mean logit margin (target minus largest other) over the "
+              "recorded epochs (low = hard)", "Pleiss et al., NeurIPS 2020")
+DYN_UNC = _method("dyn-unc", "high", "std (ddof 1) of the target probability over sliding windows of --window "
+                  "epochs, averaged over windows", "He et al., CVPR 2024")
 
-__all__ = ["AUM", "DYN_UNC", "DYN_UNC_WINDOW", "FORGETTING", "area_under_margin", "dynamic_uncertainty",
-           "forgetting_events", "load_dynamics", "run_dynamics_score"]
+DYNAMICS_METHODS = (FORGETTING, AUM, DYN_UNC)  # registered by kmix.select.methods, in this order
+
+__all__ = ["AUM", "DYNAMICS_METHODS", "DYN_UNC", "DYN_UNC_WINDOW", "FORGETTING", "area_under_margin",
+           "dynamic_uncertainty", "forgetting_events", "load_dynamics", "run_dynamics_score"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kmix.io import atomic_write
+from kmix.sweep.labels import method_label, plain
 
 if TYPE_CHECKING:
     from kmix.sweep.table import Group, Table
@@ -32,8 +33,6 @@ def plot_group_curves(table: "Table", path: str | os.PathLike) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-
-    from kmix.sweep.table import method_label, plain
 
     panels: dict[tuple, list] = {}
     for group in table.groups:

@@ -19,7 +19,8 @@ import numpy as np
 
 from kmix.io import write_csv_atomic, write_text_atomic
 from kmix.sweep.runfolder import RunFolder, find_runs
-from kmix.mix import MIX_NAMES, MIXER_REGISTRY, mixer_label
+from kmix.mix import MIX_NAMES, mixer_label
+from kmix.sweep.labels import method_label, plain  # noqa: F401  (method_label: importable from here too)
 
 # config fields that say how a run was executed, not what was trained
 OPERATIONAL = frozenset({"seed", "out", "resume", "device", "workers", "threads", "quiet", "plot", "tensorboard",
@@ -189,31 +190,12 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines + notes) + "\n"
 
 
-def method_label(row_or_key: dict[str, Any]) -> str:
-    """'vanilla', 'cutmix alpha=1 p=0.5', 'dcutmix K=2 (box inside) alpha=1 p=1', 'dcutmix K=3 alpha=0.333 p=1'."""
-    mix, k = row_or_key.get("mix"), row_or_key.get("k")
-    if mix == "none":
-        return "vanilla"
-    label = mixer_label(mix, k)
-    if label == mix and MIXER_REGISTRY.get(mix) is not None and not MIXER_REGISTRY[mix].two_image:
-        label += f" K={k}"
-    return f"{label} alpha={plain(row_or_key.get('alpha'))} p={plain(row_or_key.get('p'))}"
-
-
 def _show_field(name: str, row: dict[str, Any]) -> str:
     if name == "mix":  # the paper's K=2 cases say so ('dcutmix K=2 (box inside)'): not the field's cutmix
         return mixer_label(row.get("mix"), row.get("k"))
     if name in ("k", "alpha", "p") and row.get("mix") == "none":
         return "—"
     return plain(row.get(name))
-
-
-def plain(value: Any, limit: int = 60) -> str:
-    """A config value for a table cell or legend: 3 significant digits, long lists/paths shortened."""
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    text = json.dumps(value) if isinstance(value, (list, dict)) else "—" if value is None else str(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _pm(mean: float | None, std: float | None) -> str:
