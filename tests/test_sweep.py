@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from kmix.cli.main import main
-from kmix.cli.sweep import parse_grid, parse_sets, parse_value
+from kmix.cli.config_args import given_values
+from kmix.cli.main import build_parser, main
+from kmix.options import parse_value
 from kmix.sweep import SweepConfig, plan_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,11 +62,20 @@ def test_bad_sweeps_fail_before_training(tmp_path, kwargs, match):
 def test_cli_values_and_plan(tmp_path, capsys):
     assert parse_value("1/3") == pytest.approx(1 / 3) and parse_value("[50, 75]") == [50, 75]
     assert parse_value("data/c10") == "data/c10" and parse_value("true") is True
-    assert parse_sets(["epochs=30", "data-root=x"]) == {"epochs": 30, "data_root": "x"}
-    assert parse_grid(["alpha=0.2,1/3", "milestones=[5,8],[10]"]) == {
-        "alpha": [0.2, pytest.approx(1 / 3)], "milestones": [[5, 8], [10]]}
-    with pytest.raises(ValueError, match="--set expects KEY=VALUE"):
-        parse_sets(["epochs"])
+    assert parse_value("1e-3") == 0.001  # plain YAML would read the text "1e-3"
+    parser = build_parser()
+    args = parser.parse_args(["sweep", "--set", "epochs=30", "--set", "data-root=x", "--vary", "alpha=0.2,1/3",
+                              "--vary", "milestones=[5,8],[10]", "--out", "s"])
+    config = SweepConfig(**given_values(args, SweepConfig))
+    assert config.overrides == {"epochs": 30, "data_root": "x"}
+    assert config.grid == {"alpha": [0.2, pytest.approx(1 / 3)], "milestones": [[5, 8], [10]]}
+    assert (config.seeds, config.table) == ((0,), True)
+    for bad, said in ((["--set", "epochs"], "argument --set: expected KEY=VALUE, got 'epochs'"),
+                      (["--set", "k=3", "--set", "k=5"], "argument --set: k given twice")):
+        with pytest.raises(SystemExit):
+            main(["sweep", *bad, "--out", str(tmp_path / "s")])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].endswith(said) and err[-1].startswith("kmix sweep: error:")
     assert main(["sweep", "--set", "epochs=2", "--vary", "mix=none,cutmix", "--seeds", "0", "1",
                  "--out", str(tmp_path / "s"), "--plan"]) == 0
     lines = capsys.readouterr().out.splitlines()

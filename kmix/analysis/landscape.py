@@ -112,7 +112,7 @@ class LandscapeConfig(EvalOptions):
     eigen: int = option(2, "top eigenvalues to compute, >= 2 for the surface")
     power_iters: int = option(50, "max power iterations per eigenvalue")
     trace_samples: int = option(20, "Hutchinson samples, 0 = skip")
-    surface: bool = option(True, "skip the 2-D surface", flag="--no-surface")
+    surface: bool = option(True, "compute the 2-D loss surface along the top-2 eigenvectors")
     limit: int | None = limit_option(256)
 
     def validate(self) -> None:

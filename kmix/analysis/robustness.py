@@ -25,8 +25,8 @@ class AttackConfig(EvalOptions):
     eps: list[float] = option([8.0], "L-inf radii in /255 units")
     steps: int = option(10, "PGD steps")
     step_size: float | None = option(None, "PGD step in /255 units", default_text="2.5*eps/steps")
-    random_start: bool = option(True, "start PGD at the clean image", flag="--no-random-start")
-    whitebox_pgd: bool = option(True, "skip white-box PGD on the target", flag="--no-whitebox-pgd")
+    random_start: bool = option(True, "start PGD at a random point of the eps-ball (off: at the clean image)")
+    whitebox_pgd: bool = option(True, "run white-box PGD on the target too")
     limit: int | None = limit_option(512)
 
     def validate(self) -> None:

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from kmix.cli.config_args import add_config_args, given_values
+from kmix.options import parse_ints, parse_numbers
 
 # PruneCurveConfig's fields with an option, in --help order (budgets is --budget, model_kwargs --model-arg, score
 # --draws and --score-seed)
@@ -26,7 +27,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                                    "seed chooses a per-class subset and trains a fresh model on it. Writes runs.csv, "
                                    "curve.csv, curve.png and curve.md (mean +- std over seeds) under --out; "
                                    "rerunning skips finished work.")
-    add_config_args(p, PruneCurveConfig, only=OPTIONS, types={"ratios": str, "methods": str, "seeds": str})
+    add_config_args(p, PruneCurveConfig, only=OPTIONS,
+                    types={"ratios": parse_numbers, "methods": _names, "seeds": parse_ints})
     p.add_argument("--budget", choices=tuple(BUDGET_CHOICES), default=None,
                    help="epochs: every run trains --epochs epochs; steps: a subset of n images trains "
                         "max(epochs, round(epochs * N / n)) epochs, as many optimiser steps as a full-data run; "
@@ -38,11 +40,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     return p
 
 
-def _ints(text: str, what: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
 
 
 def _model_kwargs(items: list[str]) -> dict:
@@ -58,7 +57,6 @@ def _model_kwargs(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kmix.cli.score import parse_floats
     from kmix.select.prune_curve import PruneCurveConfig, run_prune_curve
     from kmix.select.score import ScoreSpec
 
@@ -66,10 +64,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--equal-steps is --budget steps; it contradicts --budget {args.budget}")
     budget = "steps" if args.equal_steps else (args.budget or "epochs")
     values = given_values(args, PruneCurveConfig)
-    for name, parse in (("ratios", lambda t: parse_floats(t, "--ratios")), ("seeds", lambda t: _ints(t, "--seeds")),
-                        ("methods", lambda t: tuple(m.strip() for m in t.split(",") if m.strip()))):
-        if name in values:
-            values[name] = parse(values[name])
     config = PruneCurveConfig(**values, budgets=BUDGET_CHOICES[budget], model_kwargs=_model_kwargs(args.model_arg),
                               score=ScoreSpec(**given_values(args, ScoreSpec, prefix="score_")))
     result = run_prune_curve(config)

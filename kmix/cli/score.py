@@ -7,26 +7,11 @@ import json
 from dataclasses import fields
 
 from kmix.cli.config_args import add_config_args, given_values
+from kmix.options import parse_numbers
 
 # ScoreConfig's fields with an option, in --help order (ScoreSpec's are the kmix-cv group)
 OPTIONS = ("method", "checkpoint", "run_dir", "data", "data_root", "grand_params", "dyn_unc_window", "batch_size",
            "device", "out", "quiet")
-
-
-def parse_floats(text: str, what: str) -> tuple[float, ...]:
-    """'0.2,0.3' -> (0.2, 0.3), with an error naming the option on bad input."""
-    try:
-        values = tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise ValueError(f"{what} must be comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise ValueError(f"{what} is empty")
-    return values
-
-
-# the score command's --alpha when not given: 0.2222 (rounded 2/9), as it has always been; ScoreSpec's own default
-# (prune-curve, the library) is exactly 2/9. Unifying them changes kmix score's outputs in the last digits.
-CLI_ALPHA = "0.2222,0.2222"
 
 
 def add_parser(sub, name: str) -> argparse.ArgumentParser:
@@ -49,9 +34,7 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
                                    "(--run, trained with kmix train --record-dynamics). Methods: " + methods_help)
     add_config_args(p, ScoreConfig, only=OPTIONS, choices={"method": names})
     g = p.add_argument_group("kmix-cv options (refused with other methods)")
-    add_config_args(g, ScoreSpec, skip=("alpha",))
-    g.add_argument("--alpha", default=argparse.SUPPRESS,
-                   help=f"{ScoreSpec.__dataclass_fields__['alpha'].metadata['help']} (default: {CLI_ALPHA})")
+    add_config_args(g, ScoreSpec, types={"alpha": parse_numbers})
     return p
 
 
@@ -69,10 +52,9 @@ def run(args: argparse.Namespace) -> int:
     if method != "dyn-unc" and "dyn_unc_window" in values:
         raise ValueError(f"--window applies to --method dyn-unc only, not {method}")
     spec = given_values(args, ScoreSpec)
-    alpha = parse_floats(spec.pop("alpha", CLI_ALPHA), "--alpha")
-    if len(alpha) == 1:
-        alpha = alpha * (spec.get("k", ScoreSpec.k) - 1)
-    summary = run_score(ScoreConfig(**values, spec=ScoreSpec(**spec, alpha=alpha)))
+    if len(spec.get("alpha", ())) == 1:  # one value for every non-anchor image
+        spec["alpha"] = spec["alpha"] * (spec.get("k", ScoreSpec.k) - 1)
+    summary = run_score(ScoreConfig(**values, spec=ScoreSpec(**spec)))
     if summary["rank"] == 0:
         print(json.dumps(summary))
     return 0

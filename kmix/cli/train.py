@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from kmix.cli.config_args import add_config_args, given_values, number
+from kmix.cli.config_args import add_config_args, given_values
 from kmix.train.config import TrainConfig, default_values, recipe_values, upgrade_run_config
 
 # TrainConfig's fields by --help group (model_kwargs is --model-arg, merged over the recipe's)
@@ -41,15 +41,15 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("what")
     g.add_argument("--recipe", help="YAML recipe (keys = TrainConfig fields), e.g. recipes/cifar100_pyramidnet110_dcutmix_paper.yaml")
-    add_config_args(g, TrainConfig, only=WHAT, float_type=number)
+    add_config_args(g, TrainConfig, only=WHAT)
     g.add_argument("--model-arg", action="append", type=_model_arg, metavar="KEY=VALUE",
                    help="extra model builder argument (YAML value), repeatable")
     for title, names in GROUPS.items():
-        add_config_args(p.add_argument_group(title), TrainConfig, only=names, float_type=number)
+        add_config_args(p.add_argument_group(title), TrainConfig, only=names)
     grouped = set(WHAT).union(*GROUPS.values())
     rest = [f.name for f in fields(TrainConfig) if f.metadata.get("cli", True) and f.name not in grouped]
     if rest:  # a field not yet filed under a group still gets its flag
-        add_config_args(p.add_argument_group("more"), TrainConfig, only=rest, float_type=number)
+        add_config_args(p.add_argument_group("more"), TrainConfig, only=rest)
     return p
 
 

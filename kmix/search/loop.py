@@ -65,8 +65,7 @@ class SearchConfig:
     arch_lr: float = option(6e-4, "Adam lr of alphas/betas (betas 0.5, 0.999)")
     arch_weight_decay: float = 1e-3
     train_portion: float = 0.5  # fraction of the (sub)set for the weights; the rest updates alphas/betas
-    augment: bool = option(True, "random crop + flip on the search data where the dataset has it (CIFAR)",
-                           flag="--no-augment")
+    augment: bool = option(True, "random crop + flip on the search data where the dataset has it (CIFAR)")
     seed: int = option(0, "seed of the split, the shuffles and the init")
     device: str = device_option()
     workers: int = option(0, "data loader workers")

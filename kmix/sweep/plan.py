@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kmix.options import KeyValueAction, option, parse_key_value, parse_key_values
 from kmix.train.config import TrainConfig, recipe_values
 
 # set per run by the sweep itself; a recipe or --set may not choose them
@@ -23,12 +24,20 @@ SWEEP_DEFAULTS: dict[str, Any] = {"quiet": True}
 class SweepConfig:
     """`kmix sweep`: every recipe (none = TrainConfig's defaults) x every combination of `grid` x every seed."""
 
-    recipes: tuple[str, ...] = ()
-    overrides: dict[str, Any] = field(default_factory=dict)  # applied to every run (--set KEY=VALUE)
-    grid: dict[str, list[Any]] = field(default_factory=dict)  # axes (--vary KEY=V1,V2): every combination
-    seeds: tuple[int, ...] = (0,)
-    out: str = "runs/sweep"
-    table: bool = True  # write table.md / table.csv / curves.png when the sweep ends
+    recipes: tuple[str, ...] = option((), "recipes (YAML files of TrainConfig keys); none: kmix train's defaults",
+                                      flag="--recipe", metavar="YAML")
+    overrides: dict[str, Any] = option({}, "a TrainConfig value for every run (YAML; 1/3 is a fraction), repeatable: "
+                                           "--set epochs=30 --set data_root=data", flag="--set",
+                                       type=parse_key_value, action=KeyValueAction, metavar="KEY=VALUE")
+    grid: dict[str, list[Any]] = option({}, "a grid axis, repeatable (every combination is run): --vary k=3,5 "
+                                             "--vary alpha=0.2,1/3", flag="--vary", type=parse_key_values,
+                                        action=KeyValueAction, metavar="KEY=V1,V2,...")
+    seeds: tuple[int, ...] = option((0,), "training seeds")
+    out: str = option("runs/sweep", "the sweep's folder")
+    table: bool = option(True, "write table.md, table.csv and curves.png (kmix table) when the sweep ends")
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> "SweepConfig":
         """Raise ValueError/TypeError naming the bad field."""

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from kmix.io import write_csv_atomic, write_text_atomic
+from kmix.options import option
 from kmix.sweep.runfolder import RunFolder, find_runs
 from kmix.mix import MIX_NAMES, mixer_label
 from kmix.sweep.labels import method_label, plain  # noqa: F401  (method_label: importable from here too)
@@ -144,6 +145,28 @@ def _sort_key(key: dict[str, Any], shown: list[str]) -> tuple:
 
 
 # --- writing -------------------------------------------------------------------------------------
+@dataclass
+class TableConfig:
+    """`kmix table`: the run folders to pool, where the table goes, whether to plot."""
+
+    runs: list[str] = option(help="run folders or folders holding them (a sweep's OUT)", positional=True,
+                             metavar="RUN_DIR")
+    out: str | None = option(None, "where to write table.md, table.csv and curves.png",
+                             default_text="the RUN_DIR, when exactly one is given")
+    plot: bool = option(True, "write curves.png: each group's top-1 error per epoch, mean +- std over seeds")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.runs, (str, os.PathLike)) or not self.runs:
+            raise ValueError(f"runs must be a non-empty list of folders, got {self.runs!r}")
+        if self.out is None and len(self.runs) != 1:
+            raise ValueError(f"--out is needed with {len(self.runs)} RUN_DIRs (where should table.md go?)")
+
+    @property
+    def folder(self) -> Path:
+        """Where the table is written: out, else the one run folder."""
+        return Path(self.out or self.runs[0])
+
+
 def write_table(paths: list[str | os.PathLike], out: str | os.PathLike, *, plot: bool = True) -> Table:
     """Read the run folders (or folders holding them), write OUT/table.md, table.csv and curves.png."""
     table = build_table(find_runs(paths))

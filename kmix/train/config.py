@@ -36,7 +36,7 @@ class TrainConfig:
     data: str = data_option()
     data_root: str | None = data_root_option()
     download: bool = option(False, "download CIFAR if missing")
-    augment: bool = option(True, "no random crop/flip (the dataset's standard train augmentation is on by default)")
+    augment: bool = option(True, "the dataset's standard train augmentation (random crop/flip)")
     norm_mean: list[float] | None = option(None, "per-channel mean the model subtracts from its [0, 1] input, e.g. "
                                                  "0.4914 0.4822 0.4465 (the official DCutMix code's, for CIFAR-10 "
                                                  "and CIFAR-100 alike)", default_text="the dataset's own",
@@ -112,8 +112,8 @@ class TrainConfig:
                                           "epoch (OUT/dynamics.pt, also in last.pt so resume continues them) for "
                                           "kmix score --method forgetting|aum|dyn-unc --run OUT; a mixing run adds an "
                                           "eval-mode forward pass per step on the unmixed batch")
-    tensorboard: bool = option(True, "no TensorBoard logs")
-    plot: bool = option(True, "no curves.png")
+    tensorboard: bool = option(True, "write TensorBoard event files into OUT")
+    plot: bool = option(True, "write OUT/curves.png (loss and error per epoch)")
     quiet: bool = quiet_option()
 
     def __post_init__(self) -> None:
