@@ -38,10 +38,21 @@ class Stream(enum.IntEnum):
     CUTOUT = 6  # the cutout boxes of one step
     DEVICE_AUGMENT = 7  # the device pipeline's batched crop/flip of one step
     VAL_SPLIT = 11  # the per-class hold-out of --val-fraction
+    IMAGEFOLDER_SPLIT = 12  # split_imagefolder: which files of each class go to val/
     SEARCH_LIMIT = 21  # search: which images --limit keeps
     SEARCH_SPLIT = 22  # search: weight half vs architecture half
     SEARCH_ORDER = 23  # search: the order of an epoch, one per half
     ANCHOR = 31  # kmix-cv: the composites of one chunk of anchors
+    SUBSAMPLE_RANDOM = 32  # subsample: --sampling random / --by random
+    SUBSAMPLE_CCS = 33  # subsample: the draws within CCS strata
+    MC_DROPOUT = 34  # subsample: the dropout masks of --by mc-dropout
+    SHOW_IMAGES = 41  # show: which training images are shown
+    SHOW_MIX = 42  # show: the mixing parameters (one draw, the same for every mixer)
+    EVAL_SUBSET = 51  # analysis commands: the fixed --limit subset of the evaluation data
+    WEIGHT_NOISE = 52  # landscape: the Gaussian weight perturbations
+    HESSIAN_EIGEN = 53  # landscape: the power iteration's start vectors
+    HESSIAN_TRACE = 54  # landscape: Hutchinson's Rademacher probes
+    ATTACK_START = 55  # attack: PGD's random start in the eps-ball
 
 
 def derive_seed(*parts: int) -> int:

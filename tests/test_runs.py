@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,3 +99,19 @@ def test_taking_the_lock_removes_temp_files_of_killed_writes_only(tmp_path):
     (tmp_path / "last.pt").write_bytes(b"whole")
     with lock_run_folder(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted([LOCK_NAME, "last.pt", "notes.tmp"])
+
+
+def test_every_seed_outside_the_mixers_comes_from_seed_for():
+    """A generator seeded from a plain seed would draw what another use of the same seed draws; kmix/runs.py
+    derives them all. kmix/mix/ takes its generators as arguments; mc-dropout's caller passes a derived seed."""
+    import re
+
+    seeding = re.compile(r"manual_seed\(|default_rng\(|random\.Random\(|np\.random\.seed\(|random\.seed\(")
+    allowed = {"kmix/runs.py", "kmix/select/baselines.py"}
+    root = Path(__file__).resolve().parents[1]
+    plain = [f"{path.relative_to(root)}:{n}: {line.strip()}"
+             for path in sorted((root / "kmix").rglob("*.py")) if not path.is_relative_to(root / "kmix" / "mix")
+             and str(path.relative_to(root)) not in allowed
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             if seeding.search(line) and "seed_for(" not in line]
+    assert not plain, "seeded outside kmix.runs.seed_for/generator_for:\n" + "\n".join(plain)

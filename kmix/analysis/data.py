@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from kmix.data.info import DatasetInfo
+from kmix.runs import Stream, generator_for
 
 
 def load_eval_data(spec: str, *, root: str | None = None, limit: int | None = None, seed: int = 0,
@@ -25,7 +26,7 @@ def load_eval_data(spec: str, *, root: str | None = None, limit: int | None = No
     if classes is not None:
         dataset, _ = restrict_to_classes(dataset, info, classes)
     if limit is not None and limit < len(dataset):
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator_for(Stream.EVAL_SUBSET, seed)
         keep = torch.randperm(len(dataset), generator=gen)[:limit].sort().values.tolist()
         targets = getattr(dataset, "targets", None)
         dataset = Subset(dataset, keep)

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from kmix.runs import Stream, generator_for
+
 Vector = list[torch.Tensor]  # one tensor per parameter: a point/direction in weight space
 
 
@@ -98,7 +100,7 @@ def top_eigenpairs(loss: LossOnData, k: int = 2, iters: int = 100, tol: float = 
     """
     if k < 1 or iters < 1 or tol <= 0:
         raise ValueError(f"need k >= 1, iters >= 1, tol > 0; got k={k}, iters={iters}, tol={tol}")
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator_for(Stream.HESSIAN_EIGEN, seed)
     values: list[float] = []
     vectors: list[Vector] = []
     for _ in tqdm(range(k), desc="eigenpairs", disable=quiet, leave=False):
@@ -127,7 +129,7 @@ def hutchinson_trace(loss: LossOnData, samples: int = 50, seed: int = 0,
     """Hessian trace estimate E[z^T H z] over Rademacher z: returns (mean, standard error of the mean)."""
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator_for(Stream.HESSIAN_TRACE, seed)
     draws = []
     for _ in tqdm(range(samples), desc="trace", disable=quiet, leave=False):
         z = loss.like_params(lambda p: (torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(p.dtype).to(p.device))

@@ -18,6 +18,7 @@ from kmix.analysis.hessian import LossOnData, Vector, hutchinson_trace, top_eige
 from kmix.analysis.outputs import new_figure, save_figure, write_csv, write_json
 from kmix.analysis.options import EvalOptions, limit_option
 from kmix.options import data_option, option
+from kmix.runs import Stream, generator_for
 
 NOISE_MODES = ("plain", "filter")
 
@@ -53,7 +54,7 @@ def loss_vs_sigma(loss: LossOnData, sigmas: Sequence[float], repeats: int = 5, m
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     if any(s < 0 or not math.isfinite(s) for s in sigmas):
         raise ValueError(f"sigmas must be finite and >= 0, got {list(sigmas)}")
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator_for(Stream.WEIGHT_NOISE, seed)
     base = [p.detach() for p in loss.params]
     rows = []
     jobs = [(s, r) for s in sigmas for r in range(1 if s == 0 else repeats)]

@@ -12,6 +12,7 @@ from kmix.analysis.attacks import fgsm, pgd
 from kmix.analysis.outputs import new_figure, save_figure, write_csv, write_json
 from kmix.analysis.options import EvalOptions, limit_option
 from kmix.options import data_option, option
+from kmix.runs import Stream, generator_for
 
 
 @dataclass
@@ -94,7 +95,7 @@ def _count_correct(target, sources, loader, cfg: AttackConfig, device) -> tuple[
     """Correct target predictions on clean images and on each (source, eps) adversarial batch; returns (counts, n)."""
     correct = {"clean": 0}
     correct.update({(i, e): 0 for i in range(len(sources)) for e in cfg.eps})
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = generator_for(Stream.ATTACK_START, cfg.seed)
     step = cfg.step_size / 255.0 if cfg.step_size is not None else None
     n = 0
     for x, y in tqdm(loader, desc="attack", disable=cfg.quiet):

@@ -22,6 +22,7 @@ from kmix.data.cache import cached, decode_samples, fingerprint, read_rgb
 from kmix.data.info import DatasetInfo, class_index, class_index_map  # noqa: F401 (class_index_map: public here too)
 from kmix.io import write_json_atomic
 from kmix.data.transforms import IMAGENET_MEAN, IMAGENET_STD, RESIZE_RATIO, imagenet_transform
+from kmix.runs import Stream, seed_for
 
 TRAIN_DIR = "train"
 EVAL_DIRS = ("val", "validation", "test")
@@ -216,7 +217,7 @@ def split_imagefolder(src: str | os.PathLike, dst: str | os.PathLike, *, val_fra
     by_class: dict[int, list[str]] = {}
     for path, label in full.samples:
         by_class.setdefault(label, []).append(path)
-    rng = random.Random(seed)
+    rng = random.Random(seed_for(Stream.IMAGEFOLDER_SPLIT, seed))
     val: list[str] = []
     for label in sorted(by_class):
         files = sorted(by_class[label])

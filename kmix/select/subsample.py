@@ -24,6 +24,7 @@ import numpy as np
 from kmix.devices import resolve_device
 from kmix.io import write_json_atomic
 from kmix.options import data_option, data_root_option, device_option, option, quiet_option
+from kmix.runs import Stream, seed_for
 
 # subsampling methods that need no scores file -> what they need ("labels" or "model": checkpoint + data)
 BASELINES: dict[str, str] = {"random": "labels", "mc-dropout": "model", "k-center": "model"}
@@ -203,7 +204,7 @@ def select_ccs(labels: np.ndarray, scores: np.ndarray, ratio: float, order: str 
                beta: float | None = None, bins: int = CCS_BINS, seed: int = 0) -> list[int]:
     """Coverage-centric coreset selection (Zheng et al., ICLR 2023), run inside each class.
 
-    Per class c (ascending, one `numpy.random.default_rng(seed)` for all):
+    Per class c (ascending, one numpy Generator seeded from `seed` for all):
     1. rank by score (`order` puts the hardest first) and drop the first floor(beta * N_c) images,
        but never so many that fewer than n_c remain (so the per-class count is always exact);
     2. cut the remaining images' score range into `bins` equal-width strata (`ccs_strata`);
@@ -219,7 +220,7 @@ def select_ccs(labels: np.ndarray, scores: np.ndarray, ratio: float, order: str 
         raise ValueError(f"ccs beta must be in [0, 1), got {beta!r}")
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
         raise ValueError(f"ccs bins must be an int >= 1, got {bins!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_for(Stream.SUBSAMPLE_CCS, seed))
     picked: list[np.ndarray] = []
     for c, n_c in class_counts(labels, ratio).items():
         ranked = rank_within_class(np.flatnonzero(labels == c), scores, order)
@@ -235,8 +236,8 @@ def select_ccs(labels: np.ndarray, scores: np.ndarray, ratio: float, order: str 
 
 
 def select_random(labels: np.ndarray, ratio: float, seed: int) -> list[int]:
-    """n_c images per class uniformly at random (one numpy Generator(seed), classes in ascending order)."""
-    rng = np.random.default_rng(seed)
+    """n_c images per class uniformly at random (one numpy Generator seeded from `seed`, classes in ascending order)."""
+    rng = np.random.default_rng(seed_for(Stream.SUBSAMPLE_RANDOM, seed))
     picked: list[int] = []
     for c, n_c in class_counts(labels, ratio).items():
         picked += rng.permutation(np.flatnonzero(labels == c))[:n_c].tolist()
@@ -286,7 +287,8 @@ def _labels_and_scores(config: SubsampleConfig):
         device = resolve_device(config.device)
         kw = dict(batch_size=config.batch_size, device=device, quiet=config.quiet)
         if config.by == "mc-dropout":
-            values = mc_dropout_entropy(model, dataset, passes=config.mc_passes, p=config.mc_p, seed=config.seed,
+            values = mc_dropout_entropy(model, dataset, passes=config.mc_passes, p=config.mc_p,
+                                        seed=seed_for(Stream.MC_DROPOUT, config.seed),
                                         **kw).numpy().astype(np.float64)
         else:
             values = penultimate_features(model, dataset, **kw)

@@ -10,6 +10,7 @@ from kmix.data.registry import build_dataset
 from kmix.io import atomic_write
 from kmix.mix import MIXERS, TWO_IMAGE_MIXERS
 from kmix.options import data_option, data_root_option, option
+from kmix.runs import Stream, generator_for
 
 SHOWABLE = tuple(MIXERS) + tuple(TWO_IMAGE_MIXERS) + ("all",)  # all: the three K-image mixers
 
@@ -59,7 +60,7 @@ def show_mix(config: ShowConfig) -> Path:
                                   image_size=config.image_size)
     if len(dataset) < config.num_images:
         raise ValueError(f"dataset {config.data!r} has {len(dataset)} images, fewer than num_images={config.num_images}")
-    gen = torch.Generator().manual_seed(config.seed)
+    gen = generator_for(Stream.SHOW_IMAGES, config.seed)
     picks = torch.randperm(len(dataset), generator=gen)[: config.num_images].tolist()
     items = [dataset[i] for i in picks]
     x = torch.stack([img for img, _ in items])
@@ -69,7 +70,7 @@ def show_mix(config: ShowConfig) -> Path:
 
     rows = [("original", x, torch.nn.functional.one_hot(y, info.num_classes).float(), None)]
     for name in mixer_names:
-        gen = torch.Generator().manual_seed(config.seed + 1)
+        gen = generator_for(Stream.SHOW_MIX, config.seed)  # the same draw for every mixer
         if name in TWO_IMAGE_MIXERS:  # the field's Mixup / CutMix: K = 2, one lambda per batch
             mixer, title = TWO_IMAGE_MIXERS[name](info.num_classes, alpha=config.alpha, generator=gen), name
         else:
