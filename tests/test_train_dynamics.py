@@ -14,10 +14,11 @@ import torch
 from kmix.data.order import epoch_permutation
 from kmix.data.registry import build_dataset
 from kmix.train import TrainConfig, TrainingStopped, fit
+from kmix.train import distributed as D
 from kmix.train.build import build_network
 from kmix.train.checkpoint import load_checkpoint
-from kmix.train.dynamics import dynamics_from_logits
-from kmix.runs import seed_everything
+from kmix.train.dynamics import KIND, DynamicsRecorder, dynamics_from_logits, read_dynamics
+from kmix.runs import load_state, save_state, seed_everything
 
 from data_sources import tiny_imagefolder
 
@@ -49,6 +50,36 @@ def test_dynamics_from_logits_by_hand():
     expected = [-math.log(math.exp(z[y]) / sum(math.exp(v) for v in z))
                 for z, y in zip(logits.tolist(), target.tolist())]
     torch.testing.assert_close(loss, torch.tensor(expected))
+
+
+def test_dynamics_file_is_a_tagged_state_file_and_older_untagged_ones_still_read(tmp_path):
+    """dynamics.pt goes through kmix.runs.save_state/load_state: tagged with its kind, checksummed, refused
+    as another kind; a file of older kmix (no tag) is read as before."""
+    from kmix.io import ChecksumError
+    from kmix.select.dynamics_scores import load_dynamics
+
+    rec = DynamicsRecorder(epochs=2, n=3, device="cpu")
+    rec.begin_epoch(0)
+    rec.record(torch.tensor([0, 2]), torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))
+    rec.flush(D.DistInfo())
+    rec.save(tmp_path / "dynamics.pt", 1, torch.tensor([0, 1, 0]), {"mix": "none"})
+    saved = read_dynamics(tmp_path / "dynamics.pt")
+    assert saved["kind"] == KIND and saved["epochs"] == 1 and saved["mix"] == "none"
+    assert saved["correct"].tolist() == [[True, False, False]] and math.isnan(saved["loss"][0, 1])
+    assert load_dynamics(tmp_path)["labels"].tolist() == [0, 1, 0]  # what kmix score reads
+    with pytest.raises(ValueError, match="not a kmix-train"):
+        load_state(tmp_path / "dynamics.pt", "kmix-train")
+    old = {k: v for k, v in saved.items() if k != "kind"}
+    torch.save(old, tmp_path / "old.pt")  # untagged, no checksum: kmix before state files were tagged
+    assert read_dynamics(tmp_path / "old.pt")["epochs"] == 1
+    save_state(tmp_path / "other.pt", "kmix-train", {"model": {}})
+    with pytest.raises(ValueError, match="is not a kmix-dynamics dynamics file"):
+        read_dynamics(tmp_path / "other.pt")
+    data = bytearray((tmp_path / "dynamics.pt").read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    (tmp_path / "dynamics.pt").write_bytes(bytes(data))
+    with pytest.raises(ChecksumError):
+        read_dynamics(tmp_path / "dynamics.pt")
 
 
 @pytest.mark.parametrize("mix, mode", [("none", "train"), ("dcutmix", "eval")])

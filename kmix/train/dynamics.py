@@ -29,11 +29,13 @@ from typing import Any
 
 import torch
 
-from kmix.io import save_torch_atomic
+from kmix.runs import load_state, save_state
 from kmix.train import distributed as D
 
 FORMAT = 1
 FIELDS = ("loss", "margin", "correct")
+KIND = "kmix-dynamics"  # the state-file kind of dynamics.pt (kmix.runs.save_state)
+FILE_KEYS = (*FIELDS, "labels", "epochs")  # what an untagged dynamics.pt (older kmix) must hold
 
 
 def dynamics_from_logits(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -128,4 +130,10 @@ class DynamicsRecorder:
         """Write the first `epochs` rows, the full set's `labels` and `meta` to `path` (atomic)."""
         payload = {"format": FORMAT, "epochs": epochs, "n": self.n, "labels": labels.cpu().long(),
                    **{name: getattr(self, name)[:epochs].clone() for name in FIELDS}, **meta}
-        save_torch_atomic(path, payload)  # with a content checksum, checked by load_dynamics
+        save_state(path, KIND, payload)  # atomic, tagged, with a content checksum
+
+
+def read_dynamics(path: str | os.PathLike) -> dict[str, Any]:
+    """A dynamics.pt written by `DynamicsRecorder.save` (an untagged one of older kmix too), checksum and kind
+    checked by kmix.runs.load_state; the error names the file."""
+    return load_state(path, KIND, label="dynamics file", untagged_keys=FILE_KEYS)
