@@ -18,12 +18,23 @@
    (--archive, default $OUT/<name>.tar.gz, else OUT/<name>.tar.gz) of the new runs' records (never checkpoints),
    the tables and this window's log, laid out as <name>/...: `tar xzf ARCHIVE -C docs/results` files them.
 
+Calls on one warm machine continue each other (same --out): a run cut off at the budget keeps its last
+epoch's checkpoint, and the next call resumes it (its estimate then covers only the epochs left). With
+--finish-later a call also starts the next run when it cannot finish before the budget (at least
+the plan's finish_later_min_s left), so that one run can span two calls of the 10-minute limit. Each call's seconds on
+a run are appended to its calls.jsonl; campaign.json sums them (process_s) and counts the calls.
+
+If the plan compiles (`compile: true`) and the compiled probe fails, the probe is repeated without
+compilation and the call trains uncompiled (the log says so): compilation changes speed and rounding, not
+the protocol.
+
 --dry-run: the same code path on the CPU at tiny size (the plan's `dry_run` section: a 300-image CIFAR-like
 JPEG tarball, small_cnn, 2 epochs of 2 batches, a synthetic OOD set); records default to OUT/records.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import math
@@ -40,8 +51,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # kmix from this checkout, installed or not (the child processes too, below)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-RECORD_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "campaign.json", "hessian.json", "fgsm.json",
-                "ood.json")
+RECORD_FILES = ("config.yaml", "metrics.jsonl", "summary.json", "campaign.json", "calls.jsonl", "hessian.json",
+                "fgsm.json", "ood.json")
 T0 = time.monotonic()
 LOG: list[str] = []
 
@@ -90,7 +101,28 @@ def finished(run) -> bool:
 
 
 # --- time estimates ------------------------------------------------------------------------------
-def estimate(name: str, run, done: list[dict], gpu: str, jobs: int, probe: dict | None) -> tuple[float, str] | None:
+def epochs_done(run) -> int:
+    """Epochs a cut-off run of an earlier call has checkpointed in its folder (0 for a new run)."""
+    metrics = run.out / "metrics.jsonl"
+    return len(metrics.read_text().splitlines()) if metrics.is_file() and (run.out / "last.pt").is_file() else 0
+
+
+def estimate(name: str, run, done: list[dict], gpu: str, jobs: int, probe: dict | None,
+             resume_overhead_s: float = 60.0) -> tuple[float, str] | None:
+    """(seconds, how) to finish `run`: the whole-run estimate, or for a run an earlier call cut off, its epochs
+    left plus `resume_overhead_s` (start-up, compilation, analyses); None: a probe is needed."""
+    full = whole_run_estimate(name, run, done, gpu, jobs, probe)
+    have = epochs_done(run)
+    if full is None or not have:
+        return full
+    left = max(run.config.epochs - have, 0) / run.config.epochs
+    return (full[0] * left + resume_overhead_s,
+            f"{have} of {run.config.epochs} epochs done in an earlier call: {left:.0%} of {full[1]}, "
+            f"+{resume_overhead_s:g} s start-up")
+
+
+def whole_run_estimate(name: str, run, done: list[dict], gpu: str, jobs: int,
+                       probe: dict | None) -> tuple[float, str] | None:
     """(seconds, how it was estimated) from earlier runs' campaign.json, else from the probe; None: probe needed."""
     same = [r for r in done if r.get("gpu") == gpu and r.get("jobs") == jobs and r.get("epochs") == run.config.epochs
             and r.get("process_s")]
@@ -112,7 +144,8 @@ def estimate(name: str, run, done: list[dict], gpu: str, jobs: int, probe: dict 
 
 
 def run_probe(plan: dict, runs: list, workdir: Path, jobs: int, spec_base: dict) -> dict:
-    """`jobs` probe processes at once: 2 epochs of `steps` steps (the first warms up), analyses timed too."""
+    """`jobs` probe processes at once: 2 epochs of `steps` steps (the first warms up, and compiles), analyses
+    timed too."""
     name, steps = plan["probe"]["method"], plan["probe"]["steps"]
     base = next(run for m, _, run in runs if m == name)
     procs = []
@@ -125,7 +158,7 @@ def run_probe(plan: dict, runs: list, workdir: Path, jobs: int, spec_base: dict)
     results = []
     for out, (proc, t0) in procs:
         if proc.wait() != 0:
-            raise RuntimeError(f"the probe failed; see {workdir / 'logs'}")
+            raise ProbeFailed(f"the probe failed; see {workdir / 'logs'}")
         last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
         results.append({"img_per_s": last["img_per_s"], "eval_s": last["wall_s"] - last["train_s"],
                         "process_s": time.monotonic() - t0,
@@ -135,6 +168,23 @@ def run_probe(plan: dict, runs: list, workdir: Path, jobs: int, spec_base: dict)
              "train_images": results[0]["train_images"], "each": results}
     (workdir / "probe.json").write_text(json.dumps(probe, indent=2) + "\n")
     return probe
+
+
+class ProbeFailed(RuntimeError):
+    """A probe process exited with an error (its log is under OUT/logs)."""
+
+
+def probe_or_fall_back(plan: dict, runs: list, workdir: Path, jobs: int, spec_base: dict) -> tuple[dict, list]:
+    """The warm probe; if it fails with `compile: true`, say so and probe (and train) uncompiled instead.
+    Returns the probe and the runs, uncompiled if it fell back."""
+    try:
+        return run_probe(plan, runs, workdir, jobs, spec_base), runs
+    except ProbeFailed as err:
+        if not any(run.config.compile for _, _, run in runs):
+            raise
+        say(f"{err}: the compiled probe failed, so this call probes and trains without torch.compile")
+        runs = [(m, sc, dataclasses.replace(run, config=run.config.replace(compile=False))) for m, sc, run in runs]
+        return run_probe(plan, runs, workdir, jobs, spec_base), runs
 
 
 # --- one run = one process -----------------------------------------------------------------------------
@@ -170,13 +220,36 @@ def child(spec_path: str) -> int:
     fit_s = time.perf_counter() - t0
     analyse(Path(cfg.out), cfg, spec["analyses"])
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    gpu = device_name(cfg.device)
+    flops = train_flops_per_image(cfg)
+    rate = summary.get("img_per_s")
     record = {"method": spec["method"], "plan": spec["plan"], "seed": cfg.seed, "epochs": cfg.epochs,
-              "gpu": device_name(cfg.device), "jobs": spec["jobs"], "torch": torch.__version__,
-              "cuda": torch.version.cuda,
-              "img_per_s": summary.get("img_per_s"), "fit_s": fit_s, "analysis_s": time.perf_counter() - t0 - fit_s,
+              "gpu": gpu, "jobs": spec["jobs"], "torch": torch.__version__, "cuda": torch.version.cuda,
+              "compile": cfg.compile, "img_per_s": rate, "train_flops_per_image": flops,
+              "train_tflop_per_s": rate * flops / 1e12 if rate else None, "bf16_peak_tflop_per_s": bf16_peak(gpu),
+              "fit_s": fit_s, "analysis_s": time.perf_counter() - t0 - fit_s,
               "commit": commit.strip() or None, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     (Path(cfg.out) / "campaign.json").write_text(json.dumps(record, indent=2) + "\n")
     return 0
+
+
+def _throughput_tools():
+    spec = importlib.util.spec_from_file_location("bench_train_throughput", ROOT / "benchmarks" / "bench_train_throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def train_flops_per_image(cfg) -> float:
+    """Forward + backward FLOPs per training image of cfg's network (benchmarks/bench_train_throughput.py's count)."""
+    from kmix.data.registry import build_dataset
+
+    _, info = build_dataset(cfg.data, root=cfg.data_root, train=False, image_size=cfg.image_size)
+    return _throughput_tools().flops_per_image(cfg, info)
+
+
+def bf16_peak(gpu: str) -> float | None:
+    return _throughput_tools().bf16_peak(gpu)
 
 
 def analyse(run_dir: Path, cfg, spec: dict) -> None:
@@ -294,6 +367,24 @@ def tables(runs: list, workdir: Path, plan: dict) -> str | None:
     return (workdir / "table" / "table.md").read_text() + "\n" + text
 
 
+def admit(needed_s: float, left_s: float, finish_later: bool, min_left_s: float) -> tuple[bool, bool]:
+    """(start the run, knowing it will be cut at the budget): a run starts when it fits, or with --finish-later
+    when at least `min_left_s` is left (the next call on the warm machine resumes it)."""
+    if needed_s <= left_s:
+        return True, False
+    return (True, True) if finish_later and left_s >= min_left_s else (False, False)
+
+
+def log_call(out: Path, seconds: float, finished_run: bool) -> list[dict]:
+    """Append this call's process seconds on the run to OUT/calls.jsonl; return every call's record so far."""
+    path = out / "calls.jsonl"
+    if out.is_dir():
+        with open(path, "a") as f:
+            f.write(json.dumps({"process_s": seconds, "finished": finished_run,
+                                "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 def _json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -333,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--records", help="committed records folder (default: the plan's `records`; dry run: OUT/records)")
     p.add_argument("--data-root", help="CIFAR-10 tarball/folder (default: the plan's data_root)")
     p.add_argument("--jobs", type=int, default=1, help="runs side by side on one GPU, one process each")
+    p.add_argument("--finish-later", action="store_true",
+                   help="also start the next run when it cannot finish in this call (with >= the plan's "
+                        "finish_later_min_s left); "
+                        "it is cut at the budget and the next call with the same --out on the warm machine resumes it")
     p.add_argument("--archive", help="the one archive (default $OUT/<name>.tar.gz, else OUT/<name>.tar.gz)")
     p.add_argument("--dry-run", action="store_true", help="the same code path on the CPU at tiny size")
     args = p.parse_args(argv)
@@ -414,21 +509,28 @@ def main(argv: list[str] | None = None) -> int:
     while True:
         while stop is None and pending and len(running) < jobs:  # (b) the next run, if it fits
             m, run = pending[0]
-            est = estimate(m, run, done_records(), gpu, jobs, probe)
+            est = estimate(m, run, done_records(), gpu, jobs, probe, plan["resume_overhead_s"])
             if est is None and not running:
                 say(f"no earlier run on {gpu} with jobs {jobs}: warm probe ({plan['probe']['method']}, "
                     f"{plan['probe']['steps']} steps after {plan['probe']['steps']} warm-up steps, {jobs} at once)")
-                probe = run_probe(plan, runs, workdir, jobs, spec_base)
-                est = estimate(m, run, done_records(), gpu, jobs, probe)
+                probe, runs = probe_or_fall_back(plan, runs, workdir, jobs, spec_base)
+                pending = [(m2, r2) for m2, _, r2 in runs if any(r2.out == r.out for _, r in pending)]
+                m, run = pending[0]
+                est = estimate(m, run, done_records(), gpu, jobs, probe, plan["resume_overhead_s"])
             if est is None:
                 break
             secs, how = est[0] * plan["margin"], est[1]
             left = deadline - time.monotonic()
-            if secs > left:
+            start, cut = admit(secs, left, args.finish_later, plan["finish_later_min_s"])
+            if not start:
                 stop = (f"not started: {m} seed {run.config.seed} needs ~{secs:.0f} s ({plan['margin']} x {how}), "
                         f"{left:.0f} s left in the budget; {len(pending)} run(s) left in the plan")
                 say(stop)
                 break
+            if cut:
+                stop = f"{m} seed {run.config.seed} started to finish in a later call (--finish-later)"
+                say(f"--finish-later: {m} seed {run.config.seed} needs ~{secs:.0f} s, {left:.0f} s left: started "
+                    "anyway; it is cut at the budget and the next call with the same --out resumes it")
             log = workdir / "logs" / f"{run.out.parent.name}-{run.out.name}.log"
             running[run.out] = (m, run, *launch(run.config, m, spec_base, log))
             pending.pop(0)
@@ -442,16 +544,21 @@ def main(argv: list[str] | None = None) -> int:
                     proc.kill()
                     proc.wait()
                     del running[out]
+                    log_call(out, time.monotonic() - t0, finished_run=False)
                     stop = stop or "budget spent"
-                    say(f"STOPPED at the budget: {m} seed {run.config.seed} (unfinished; it reruns in a later window)")
+                    say(f"STOPPED at the budget: {m} seed {run.config.seed} after {epochs_done(run)} of "
+                        f"{run.config.epochs} epochs; the next call with --out {workdir} on this machine resumes it "
+                        "(a fresh machine starts it again)")
                 continue
             del running[out]
             wall = time.monotonic() - t0
+            calls = log_call(out, wall, finished_run=proc.returncode == 0 and finished(run))
             if proc.returncode != 0 or not finished(run):
                 tail = (workdir / "logs" / f"{out.parent.name}-{out.name}.log").read_text()[-1500:]
                 say(f"FAILED: {m} seed {run.config.seed} (exit {proc.returncode}) after {wall:.0f} s:\n{tail}")
                 continue
-            record = {**_json(out / "campaign.json"), "process_s": wall}
+            record = {**_json(out / "campaign.json"), "process_s": sum(c["process_s"] for c in calls),
+                      "calls": len(calls)}
             (out / "campaign.json").write_text(json.dumps(record, indent=2) + "\n")
             new.append(run)
             summary = _json(out / "summary.json")

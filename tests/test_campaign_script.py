@@ -26,7 +26,8 @@ NAME = "c10-preact18-200ep"
 P = "cifar10_preactresnet18_"
 TIERS = (("vanilla", "cutmix", "dcutmix"), ("mixup", "dmixup"), ("dcutmix+k=2+alpha=1+p=0.5",))
 ORDER = [f"{P}{m}/seed{s}" for tier in TIERS for s in (0, 1, 2) for m in tier]  # tier by tier, seed-major
-RECORDS = {"config.yaml", "metrics.jsonl", "summary.json", "campaign.json", "hessian.json", "fgsm.json", "ood.json",
+RECORDS = {"config.yaml", "metrics.jsonl", "summary.json", "campaign.json", "calls.jsonl", "hessian.json", "fgsm.json",
+           "ood.json",
            "run.log"}
 
 
@@ -49,7 +50,8 @@ def test_the_plan_is_the_preregistered_protocol(tmp_path):
 
 
 def test_estimates_prefer_the_same_method_then_any_method_then_the_probe():
-    run = SimpleNamespace(config=SimpleNamespace(epochs=200, limit_train_batches=None, batch_size=128, eval_every=10))
+    run = SimpleNamespace(config=SimpleNamespace(epochs=200, limit_train_batches=None, batch_size=128, eval_every=10),
+                          out=Path("/nonexistent/run"))  # no folder: a new run
     done = [{"method": "vanilla", "gpu": "H", "jobs": 1, "epochs": 200, "process_s": 300.0},
             {"method": "vanilla", "gpu": "H", "jobs": 1, "epochs": 200, "process_s": 340.0},
             {"method": "cutmix", "gpu": "H", "jobs": 1, "epochs": 200, "process_s": 360.0},
@@ -90,7 +92,7 @@ def _archived_runs(archive: Path) -> dict[str, set[str]]:
 @pytest.mark.slow
 def test_dry_run_skips_recorded_runs_keeps_the_order_and_the_budget(tmp_path):
     # window 1: nothing recorded -> a warm probe (2 at once), runs 2 at a time until the next cannot fit
-    first = _dry(tmp_path / "w1", "--records", str(tmp_path / "none"), "--jobs", "2", "--budget-s", "80")
+    first = _dry(tmp_path / "w1", "--records", str(tmp_path / "none"), "--jobs", "2", "--budget-s", "120")
     assert "warm probe" in first.stdout and "not started:" in first.stdout  # the budget rule says so
     runs1 = _archived_runs(tmp_path / "w1" / f"{NAME}.tar.gz")
     k1 = len(runs1)
@@ -130,3 +132,60 @@ def test_dry_run_skips_recorded_runs_keeps_the_order_and_the_budget(tmp_path):
     vanilla = [int(r["n"]) for r in rows if r["mix"] == "none"]
     if vanilla and vanilla[0] >= 3 and any(int(r["n"]) >= 3 for r in rows if r["mix"] != "none"):
         assert "mean difference" in reading
+
+
+def test_admit_starts_a_run_that_fits_and_with_finish_later_one_that_does_not():
+    assert campaign.admit(100, 200, finish_later=False, min_left_s=60) == (True, False)
+    assert campaign.admit(300, 200, finish_later=False, min_left_s=60) == (False, False)
+    assert campaign.admit(300, 200, finish_later=True, min_left_s=60) == (True, True)  # cut, resumed next call
+    assert campaign.admit(300, 50, finish_later=True, min_left_s=60) == (False, False)  # too little left to start
+
+
+def test_a_cut_off_run_is_estimated_by_its_epochs_left_and_resumed_by_the_next_call(tmp_path):
+    """What a call cut at the budget leaves (a checkpoint after epoch 1 of 2) is resumed by the next call with
+    the same --out, estimated from the epochs left; every call's seconds go into calls.jsonl."""
+    from kmix.train import TrainingStopped, fit
+
+    work = tmp_path / "w"
+    tiny = campaign.tiny_data(work, make_cifar=True)
+    plan = campaign.load_plan(PLAN, dry=True)
+    runs = campaign.planned_runs(plan, work / "runs", {"data_root": str(tiny / "cifar10-tiny.tar.gz")})
+    name, _, first = runs[0]
+    with pytest.raises(TrainingStopped):  # 2 batches per epoch: step 3 is inside epoch 2, epoch 1 is recorded
+        fit(first.config, stop_after_steps=3)
+    assert campaign.epochs_done(first) == 1
+    probe = {"method": name, "jobs": 1, "img_per_s": 100.0, "eval_s": 1.0, "process_s": 10.0, "train_images": 32}
+    whole, _ = campaign.whole_run_estimate(name, first, [], "cpu", 1, probe)
+    secs, how = campaign.estimate(name, first, [], "cpu", 1, probe, resume_overhead_s=7.0)
+    assert secs == pytest.approx(whole / 2 + 7.0) and "1 of 2 epochs done" in how
+
+    result = _dry(work, "--records", str(tmp_path / "none"), "--data-root", str(tiny / "cifar10-tiny.tar.gz"),
+                  "--budget-s", "40")
+    assert "1 of 2 epochs done in an earlier call" in result.stdout
+    assert f"finished {name} seed 0" in result.stdout
+    metrics = [json.loads(x) for x in (first.out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in metrics] == [1, 2]  # epoch 1 kept from the cut call, epoch 2 trained now
+    calls = [json.loads(x) for x in (first.out / "calls.jsonl").read_text().splitlines()]
+    record = json.loads((first.out / "campaign.json").read_text())
+    assert calls[-1]["finished"] and record["calls"] == len(calls)
+    assert record["process_s"] == pytest.approx(sum(c["process_s"] for c in calls))
+    assert record["train_flops_per_image"] > 0 and record["train_tflop_per_s"] > 0
+
+
+def test_a_failing_compiled_probe_falls_back_to_uncompiled_runs(tmp_path, monkeypatch):
+    plan = campaign.load_plan(PLAN, dry=False)
+    runs = campaign.planned_runs(plan, tmp_path, {"data_root": plan["data_root"]})
+    assert all(run.config.compile for _, _, run in runs)  # the plan compiles
+    seen = []
+
+    def probe(plan_, runs_, *args):
+        seen.append([run.config.compile for _, _, run in runs_])
+        if any(seen[-1]):
+            raise campaign.ProbeFailed("the probe failed; see logs")
+        return {"img_per_s": 1.0}
+
+    monkeypatch.setattr(campaign, "run_probe", probe)
+    result, fallen_back = campaign.probe_or_fall_back(plan, runs, tmp_path, 1, {})
+    assert result == {"img_per_s": 1.0} and len(seen) == 2 and not any(seen[1])
+    assert not any(run.config.compile for _, _, run in fallen_back)
+    assert [run.out for _, _, run in fallen_back] == [run.out for _, _, run in runs]
