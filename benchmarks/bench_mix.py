@@ -4,6 +4,7 @@
     python benchmarks/bench_mix.py --device cuda      # CUDA only (what benchmarks/gpu_check.sh runs)
     python benchmarks/bench_mix.py --rounds 40 --json bench_mix.json
     python benchmarks/bench_mix.py --dry-run          # tiny shapes, 2 rounds: checks the script, not speed
+    python benchmarks/bench_mix.py --ops              # dispatched aten ops per call (the CPU proxy), before/after
 
 Contenders run interleaved (one call each per round) after warm-up rounds, and the median over
 rounds is reported, so a noisy machine slows all of them alike. On CUDA each call is timed with
@@ -103,6 +104,48 @@ def contenders(x: torch.Tensor, y: torch.Tensor, notes: list[str]) -> dict[str, 
     return out
 
 
+# Dispatched aten ops per call at 256x3x32x32 (CPU generator) on commit 567d0d8, before issue 24's fast path.
+OPS_BEFORE = {"DMixup": {2: 35, 3: 38, 5: 44, 9: 56}, "DCutMix": {2: 48, 3: 49, 5: 51, 9: 55},
+              "SaliencyDCutMix": {2: 113, 3: 114, 5: 116, 9: 120},
+              "Mixup (batch)": 35, "Mixup (elem)": 34, "CutMix (batch)": 82, "CutMix (elem)": 78,
+              "scoring: one batch's composites and labels (apply_cutmix + mix_labels)": 43,
+              "scoring: one chunk's parameters (AnchoredSampler.sample)": 54}
+OPS_TARGET = {"DMixup": 20, "DCutMix": 20, "SaliencyDCutMix": 40}
+
+
+def ops_table(shape=(256, 3, 32, 32)) -> list[str]:
+    """Markdown rows: dispatched aten ops per call of each mixer (TorchDispatchMode), before and now."""
+    from kmix import CutMix, Mixup
+    from kmix.mix import apply_cutmix, mix_labels
+    from kmix.mix.opcount import ops_per_call
+    from kmix.select.score import ScoreSpec, chunk_params
+
+    x = torch.rand(shape)
+    y = torch.randint(0, NUM_CLASSES, (shape[0],))
+    gen = torch.Generator().manual_seed(0)
+    rows = [f"| {'x'.join(map(str, shape))}, CPU generator | before (567d0d8) | now | target |", "|---|---:|---:|---:|"]
+    for cls in (DMixup, DCutMix, SaliencyDCutMix):
+        for k in (2, 3, 5, 9):
+            mix = cls(num_classes=NUM_CLASSES, k=k, alpha=1.0, generator=gen)
+            now, _ = ops_per_call(lambda: mix(x, y))
+            rows.append(f"| {cls.__name__} K={k} | {OPS_BEFORE[cls.__name__][k]} | {now} | <= {OPS_TARGET[cls.__name__]} |")
+    for cls in (Mixup, CutMix):
+        for mode in ("batch", "elem"):
+            mix = cls(NUM_CLASSES, mode=mode, generator=gen)
+            now, _ = ops_per_call(lambda: mix(x, y))
+            rows.append(f"| {cls.__name__} ({mode}) | {OPS_BEFORE[f'{cls.__name__} ({mode})']} | {now} | - |")
+    spec = ScoreSpec(draws=4, chunk_size=shape[0] // 4)  # the default K=3 composites, one batch per chunk
+    onehot = torch.eye(10)[torch.randint(0, 10, (shape[0],))]
+    params = chunk_params(spec, 0, shape[0], *shape[-2:])
+    name = "scoring: one batch's composites and labels (apply_cutmix + mix_labels)"
+    now, _ = ops_per_call(lambda: mix_labels(onehot, params.index, apply_cutmix(x, params.index, params.boxes)[1]))
+    rows.append(f"| {name} | {OPS_BEFORE[name]} | {now} | - |")
+    name = "scoring: one chunk's parameters (AnchoredSampler.sample)"
+    now, _ = ops_per_call(lambda: chunk_params(spec, 0, shape[0], *shape[-2:]))
+    rows.append(f"| {name} | {OPS_BEFORE[name]} | {now} | - |")
+    return rows
+
+
 def make_timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     """A function timing one call in ms: CUDA events on a synchronised device, perf_counter on the CPU."""
     if device.type == "cuda":
@@ -168,7 +211,12 @@ def main(argv=None) -> int:
     parser.add_argument("--dry-run", action="store_true",
                         help=f"tiny shapes {DRY_SHAPES}, 2 rounds, 1 warm-up: checks the script, measures nothing")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--ops", action="store_true", help="print dispatched aten ops per call (CPU) and exit")
     args = parser.parse_args(argv)
+    if args.ops:
+        print("dispatched aten ops per call (torch.utils._python_dispatch.TorchDispatchMode; views included)\n")
+        print("\n".join(ops_table()))
+        return 0
     shapes = DRY_SHAPES if args.dry_run else SHAPES
     rounds = args.rounds or (2 if args.dry_run else 25)
     warmup = 1 if args.dry_run else WARMUP_ROUNDS

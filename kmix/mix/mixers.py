@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
+from kmix.mix import fast as fast_path
 from kmix.mix.apply import apply_cutmix, apply_mixup, mix_labels
 from kmix.mix.params import MixParams
 from kmix.mix.saliency import saliency_peaks
@@ -130,11 +131,20 @@ class KImageMix(nn.Module):
         """Mix a batch: (x, y) -> (mixed x, soft targets[, mixed mask]). `check_labels=False` skips the
         label-range check, which costs a host sync for CUDA labels (the training loop's labels are
         validated once with the dataset)."""
-        check_batch(x, y, self.num_classes, mask=mask, allow_mask=self.uses_boxes, who=type(self).__name__,
-                    check_range=check_labels)
-        targets = soft_targets(y, self.num_classes, self.label_smoothing)
+        who = type(self).__name__
+        fast = fast_path.eligible(self, x, y)
+        host_labels = fast and y.device.type == "cpu" and y.dim() == 1
+        check_batch(x, y, self.num_classes, mask=mask, allow_mask=self.uses_boxes, who=who,
+                    check_range=check_labels and not host_labels)
+        y_np = y.numpy() if fast and y.device.type == "cpu" else None
+        if host_labels and check_labels:
+            fast_path.check_label_range(y_np, self.num_classes, who)
         if not self._coin():
+            targets = soft_targets(y, self.num_classes, self.label_smoothing)
             return (x, targets) if mask is None else (x, targets, mask)
+        if fast:  # the same draws and values as below, in a dozen torch ops (kmix.mix.fast)
+            return fast_path.fast_mix(self, x, y, y_np, mask)
+        targets = soft_targets(y, self.num_classes, self.label_smoothing)
         return self.apply(x, targets, self.sample_params(x), mask=mask)
 
 

@@ -248,7 +248,21 @@ def sample_packed(n: int, k: int, concentration: torch.Tensor, generator: torch.
 def _host_arithmetic(phi_t, perms_t, shift_t, uniform_t, size, centers_of) -> MixParams:
     """`sample_packed`'s arithmetic on CPU draws, in numpy: each step is the torch code's step (same
     IEEE float64 operations in the same order), so the values are the same bit for bit."""
-    phi, perms = phi_t.numpy(), perms_t.numpy()
+    centers = None
+    if centers_of is not None:
+        centers = lambda index: centers_of(torch.from_numpy(index)).numpy()  # noqa: E731
+    pack, views = host_params(phi_t.numpy(), perms_t.numpy(), None if shift_t is None else shift_t.numpy(),
+                              None if uniform_t is None else uniform_t.numpy(), size, centers)
+    return MixParams(packed=torch.from_numpy(pack), **{name: torch.from_numpy(v) for name, v in views.items()})
+
+
+def host_params(phi, perms, shift, uniform, size, centers=None):
+    """`sample_packed`'s arithmetic on numpy draws: (pack (n, packed_width) int64, {field: numpy view}).
+
+    The draws are what `sample_packed` draws (phi (n, K) float64, perms (K-1, n), shift (K-1, 1) or
+    None, uniform (n, K-1, 2) float64 or None); `centers(index)` -> (n, K-1, 2) numpy centres the
+    boxes instead. Also used by the mixers' per-call fast path (`kmix.mix.fast`), which skips the
+    torch views."""
     n, k = phi.shape
     boxed = size is not None
     pack = np.empty((n, packed_width(k, boxed)), dtype=np.int64)
@@ -257,13 +271,12 @@ def _host_arithmetic(phi_t, perms_t, shift_t, uniform_t, size, centers_of) -> Mi
     phi_out[...] = phi
     ar = np.arange(n)
     index[:, 0] = ar
-    if shift_t is None:  # plain permutations
+    if shift is None:  # plain permutations
         index[:, 1:] = perms.T
     else:
         rows = ar[:k - 1, None] if k - 1 <= n else np.arange(k - 1)[:, None]
-        index[:, 1:].T[rows, perms] = perms[rows, (ar + shift_t.numpy()) % n]  # cols[j, perm[i]] = perm[i + s]
-    packed = torch.from_numpy(pack)
-    views = {"phi": torch.from_numpy(phi_out), "index": torch.from_numpy(index)}
+        index[:, 1:].T[rows, perms] = perms[rows, (ar + shift) % n]  # cols[j, perm[i]] = perm[i + s]
+    views = {"phi": phi_out, "index": index}
     if boxed:
         height, width = size
         # Transposed layout ((K, ...) leading), so that every step works on contiguous rows of n values.
@@ -282,13 +295,13 @@ def _host_arithmetic(phi_t, perms_t, shift_t, uniform_t, size, centers_of) -> Mi
             np.rint(np.multiply(table[j - 1], scales[j - 1], out=table[j]), out=table[j])  # half to even, as torch.round
         sizes = table[1:k]
         slack = table[:k - 1] - sizes
-        if centers_of is None:  # as _uniform_tops
-            uniform = np.ascontiguousarray(uniform_t.numpy().transpose(1, 2, 0))  # (K-1, 2, n)
+        if centers is None:  # as _uniform_tops
+            uniform = np.ascontiguousarray(uniform.transpose(1, 2, 0))  # (K-1, 2, n)
             tops = np.minimum(np.floor((slack + 1.0) * uniform), slack)
             for j in range(1, k - 1):  # cumsum over the boxes
                 tops[j] += tops[j - 1]
         else:  # as _centred_tops
-            wanted = centers_of(views["index"]).numpy().transpose(1, 2, 0) - np.floor(sizes * 0.5)  # centre - size // 2
+            wanted = centers(index).transpose(1, 2, 0) - np.floor(sizes * 0.5)  # centre - size // 2
             tops = np.empty_like(sizes)
             top = np.zeros((2, n))
             for j in range(k - 1):  # clamping makes each top depend on the clamped parent's
@@ -300,5 +313,5 @@ def _host_arithmetic(phi_t, perms_t, shift_t, uniform_t, size, centers_of) -> Mi
         weights = pack[:, 2 * k:3 * k].view(np.float64)
         area = table[:, 0] * table[:, 1]  # (K+1, n): H*W, the box areas, 0 (exact integers)
         np.divide(area[:-1] - area[1:], height * width, out=weights.T)
-        views.update(weights=torch.from_numpy(weights), boxes=torch.from_numpy(boxes))
-    return MixParams(packed=packed, **views)
+        views.update(weights=weights, boxes=boxes)
+    return pack, views
