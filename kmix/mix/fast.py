@@ -22,6 +22,7 @@ gradient) takes the reference path, `apply(x, soft_targets(y), sample_params(x))
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -39,12 +40,14 @@ _local = threading.local()
 def _scratch(key, make):
     """A per-thread cached object (buffers and their views) built by `make()` once per key: reused by
     every call with the same shapes, so a call creates no views; results never alias them."""
-    cache = _local.__dict__.setdefault("cache", {})
+    cache = _local.__dict__.setdefault("cache", OrderedDict())
     got = cache.get(key)
     if got is None:
         if len(cache) >= 64:
-            cache.clear()
+            cache.popitem(last=False)  # the least recently used
         got = cache[key] = make()
+    else:
+        cache.move_to_end(key)
     return got
 
 
