@@ -202,6 +202,21 @@ def target_line(per_shape: dict[str, dict[str, float]]) -> str:
     return f"target: {name} <= {limit:g}x a batch clone: " + "; ".join(parts)
 
 
+def issue24_line(per_shape: dict[str, dict[str, float]]) -> str:
+    """'target (issue 24): ...' DCutMix K=5 <= timm's batch-mode CutMix at the small shape, <= 3x a clone at 224."""
+    name, parts = "kmix DCutMix K=5", []
+    shapes = list(per_shape)
+    small, large = per_shape[shapes[0]], per_shape[shapes[-1]]
+    if name in small and "timm CutMix (batch)" in small:
+        ratio = small[name] / small["timm CutMix (batch)"]
+        parts.append(f"{shapes[0]} {ratio:.2f}x timm batch CutMix ({'met' if ratio <= 1.0 else 'missed'})")
+    if name in large:
+        ratio = large[name] / large[CLONE]
+        parts.append(f"{shapes[-1]} {ratio:.1f}x a clone ({'met' if ratio <= 3.0 else 'missed'})")
+    return (f"target: (issue 24) {name} <= timm's batch-mode CutMix at the small shape, <= 3x a clone at the large: "
+            + ("; ".join(parts) or "not measured (timm missing)"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None,
@@ -245,6 +260,7 @@ def main(argv=None) -> int:
             print(f"| {row} | " + " | ".join(cells) + " |")
         print()
         print(target_line(per_shape))
+        print(issue24_line(per_shape))
         for note in dict.fromkeys(notes):  # unique, in order
             print(f"note: {note}")
     if args.json:
