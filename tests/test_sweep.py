@@ -92,6 +92,7 @@ def _err_table(out: Path) -> list[dict]:
     return [{c: r[c] for c in keep} for r in rows]
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_the_same_table(tmp_path):
     sets = [f"--set={k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in TINY.items()]
     args = [*sets, "--vary", "mix=none,dcutmix", "--seeds", "0", "1"]
