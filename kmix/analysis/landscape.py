@@ -116,6 +116,9 @@ class LandscapeConfig(EvalOptions):
     surface: bool = option(True, "compute the 2-D loss surface along the top-2 eigenvectors")
     limit: int | None = limit_option(256)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         if not self.checkpoints:
             raise ValueError("checkpoints: give at least one checkpoint")

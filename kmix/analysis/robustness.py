@@ -30,6 +30,9 @@ class AttackConfig(EvalOptions):
     whitebox_pgd: bool = option(True, "run white-box PGD on the target too")
     limit: int | None = limit_option(512)
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         for c in [self.checkpoint, *self.substitutes]:
             if not Path(c).is_file():

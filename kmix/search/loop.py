@@ -72,6 +72,9 @@ class SearchConfig:
     resume: bool = option(False, "continue from OUT/checkpoint.pt (same settings)")
     quiet: bool = quiet_option()
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def validate(self) -> None:
         """Raise ValueError naming the first bad field before any work starts."""
         def need(ok: bool, name: str, rule: str) -> None:
