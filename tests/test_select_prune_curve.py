@@ -1,7 +1,9 @@
-"""prune-curve: runs per (method, ratio, seed), resume skips finished runs, mean/std over seeds, plot; errors."""
+"""prune-curve: sweep runs per (budget, method, ratio, seed) on one TrainConfig, resume skips finished runs,
+kmix table with the ratio axis, mean/std over seeds, plot; errors."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -10,8 +12,12 @@ import pytest
 import torch
 
 from kmix.select import prune_curve as pc
+from kmix.select.kmix_cv import ScoreSpec
 from kmix.select.prune_curve import PruneCurveConfig, aggregate, parse_method, run_prune_curve
-from kmix.select.score import ScoreSpec
+from kmix.train.config import TrainConfig, default_values
+
+TINY = {"data": "digits", "model_kwargs": {"width": 4}, "epochs": 1, "limit_train_batches": 2, "threads": 1,
+        "device": "cpu", "tensorboard": False, "plot": False}  # a run of the curve in about a second
 
 
 def _checkpoint(path):
@@ -48,42 +54,69 @@ def test_aggregate_mean_and_sample_std():
     assert out["random"]["err_std"] == 0.0 and out["random"]["n_seeds"] == 1
 
 
+def test_runs_are_one_train_config_with_per_run_overrides(tmp_path):
+    """The curve declares no training field: its runs start from kmix train's defaults (K=5, alpha=0.2), `train`
+    and a recipe override them, and the fields the curve sets per run are refused."""
+    curve_fields = {f.name for f in dataclasses.fields(PruneCurveConfig)}
+    assert curve_fields & set(default_values()) <= {"out", "quiet"}  # the curve's own folder and progress bar
+    base = PruneCurveConfig().base_config()
+    assert (base.k, base.alpha, base.epochs, base.quiet) == (TrainConfig().k, TrainConfig().alpha, 15, True)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("k: 3\nalpha: 1.0\nlr: 0.05\nseed: 7\nmodel_kwargs: {width: 4}\n")
+    base = PruneCurveConfig(recipe=str(recipe), train={"lr": 0.2, "model_kwargs": {"depth": 2}}).base_config()
+    assert (base.k, base.alpha, base.lr, base.seed) == (3, 1.0, 0.2, 0)  # the curve sets seeds itself
+    assert base.model_kwargs == {"width": 4, "depth": 2}
+    for owned in ("seed", "subset", "out"):
+        with pytest.raises(ValueError, match=f"train may not set {owned}: prune-curve sets it per run"):
+            PruneCurveConfig(train={owned: None}).validate()
+    with pytest.raises(ValueError, match="prune-curve training settings: unknown key.*epoch\\b"):
+        PruneCurveConfig(train={"epoch": 3}).validate()
+
+
 @pytest.mark.slow
-def test_resume_skips_finished_runs(tmp_path):
-    calls = []
-
-    def fake_train(config, run_dir, seed, subset, epochs, record=False):
-        calls.append((run_dir.name, seed))
-        assert epochs == 10
-        n = len(json.loads(open(subset).read())["indices"]) if subset else 1437
-        return {"top1_err": 100.0 * (1 - n / 1437) + seed, "best_top1_err": 0.0}
-
+def test_resume_skips_finished_runs_and_the_table_pools_seeds(tmp_path):
+    """Real tiny runs: a rerun trains nothing, a third seed trains only its runs, table.md/csv is kmix table with
+    the method and ratio axes (seeds pooled), and a run folder of other training settings is refused by name."""
+    lines = []
     ckpt = _checkpoint(tmp_path / "m.pt")
-    config = PruneCurveConfig(checkpoint=ckpt, ratios=(0.1, 0.5), methods=("cv", "random"), seeds=(0, 1), epochs=10,
-                              score=ScoreSpec(draws=2, chunk_size=2000), out=str(tmp_path / "pc"))
-    result = run_prune_curve(config, train=fake_train)
-    assert len(calls) == 2 + 2 * 2 * 2
-    with open(tmp_path / "pc" / "runs.csv") as f:
+    config = PruneCurveConfig(checkpoint=ckpt, ratios=(0.1, 0.5), methods=("cv", "random"), seeds=(0, 1),
+                              train=TINY, score=ScoreSpec(draws=2, chunk_size=2000), out=str(tmp_path / "pc"))
+    result = run_prune_curve(config, log=lines.append)
+    assert len(lines) == 2 + 2 * 2 * 2 and not any("skipped" in line for line in lines)
+    out = tmp_path / "pc"
+    with open(out / "runs.csv") as f:
         rows = list(csv.DictReader(f))
     assert {(r["method"], r["ratio"], r["seed"]) for r in rows} == (
         {("full", "1", "0"), ("full", "1", "1")} | {(m, r, s) for m in ("cv", "random") for r in ("0.1", "0.5")
                                                      for s in ("0", "1")})
     cv01 = next(c for c in result["curve"] if c["method"] == "cv" and c["ratio"] == 0.1)
-    assert cv01["n_train"] == 145 and cv01["err_mean"] == pytest.approx(100 * (1 - 145 / 1437) + 0.5)
-    assert cv01["budget"] == "epochs"
-    assert cv01["err_std"] == pytest.approx(np.std([0, 1], ddof=1))
-    assert (tmp_path / "pc" / "curve.png").stat().st_size > 1000
-    calls.clear()
-    run_prune_curve(config, train=fake_train)
-    assert calls == []  # everything finished: nothing retrained
-    run_prune_curve(PruneCurveConfig(**{**config.__dict__, "seeds": (0, 1, 2)}), train=fake_train)
-    assert sorted(calls) == sorted([("seed2", 2)] + [(f"{m}_T{r}_s2", 2) for m in ("cv", "random")
-                                                     for r in ("0.1", "0.5")])
-    with open(tmp_path / "pc" / "curve.csv") as f:
-        curve = list(csv.DictReader(f))
-    assert {c["n_seeds"] for c in curve} == {"3"}
-    with pytest.raises(ValueError, match="other settings.*epochs: 10 -> 12"):
-        run_prune_curve(PruneCurveConfig(**{**config.__dict__, "epochs": 12}), train=fake_train)
+    assert cv01["n_train"] == 145 and cv01["budget"] == "epochs" and cv01["n_seeds"] == 2
+    errs = [float(r["top1_err"]) for r in rows if (r["method"], r["ratio"]) == ("cv", "0.1")]
+    assert cv01["err_mean"] == pytest.approx(np.mean(errs)) and cv01["err_std"] == pytest.approx(np.std(errs, ddof=1))
+    saved = (out / "runs" / "epochs" / "cv_T0.1_s1" / "config.yaml").read_text()
+    assert "k: 5\n" in saved and "alpha: 0.2\n" in saved and "seed: 1\n" in saved  # kmix train's defaults
+    with open(out / "table.csv") as f:
+        table = {(r["method"], r["ratio"]): r for r in csv.DictReader(f)}
+    assert set(table) == {("full", "1.0"), ("cv", "0.1"), ("cv", "0.5"), ("random", "0.1"), ("random", "0.5")}
+    assert table[("cv", "0.1")]["n"] == "2" and table[("cv", "0.1")]["seeds"] == "0;1"
+    assert float(table[("cv", "0.1")]["top1_err_mean"]) == pytest.approx(np.mean(errs))
+    header = (out / "table.md").read_text().splitlines()[0]
+    assert " method |" in header and " ratio |" in header and " K |" in header  # kmix table's columns + the axes
+    assert (out / "curve.png").stat().st_size > 1000
+    lines.clear()
+    run_prune_curve(config, log=lines.append)
+    assert len(lines) == 10 and all("finished earlier, skipped" in line for line in lines)
+    lines.clear()
+    run_prune_curve(dataclasses.replace(config, seeds=(0, 1, 2)), log=lines.append)
+    trained = sorted(line.split(":")[0].split("] ")[1] for line in lines if "skipped" not in line)
+    assert trained == sorted(["full seed 2"] + [f"epochs {m} T={r} seed 2" for m in ("cv", "random")
+                                                 for r in ("0.1", "0.5")])
+    with open(out / "curve.csv") as f:
+        assert {c["n_seeds"] for c in csv.DictReader(f)} == {"3"}
+    with pytest.raises(ValueError, match=r"seed0 holds a run with other settings \(k: 5 -> 3; alpha: 0.2 -> 1.0\)"):
+        run_prune_curve(dataclasses.replace(config, train={**TINY, "k": 3, "alpha": 1.0}))
+    with pytest.raises(ValueError, match="holds a curve with other settings.*score"):
+        run_prune_curve(dataclasses.replace(config, score=ScoreSpec(draws=3, chunk_size=2000)))
 
 
 def test_equal_steps_epochs():
@@ -99,6 +132,8 @@ def test_bad_config(tmp_path):
         run_prune_curve(PruneCurveConfig(ratios=(0.0, 0.5), out=str(tmp_path)))
     with pytest.raises(ValueError, match="bad method"):
         run_prune_curve(PruneCurveConfig(methods=("cv", "nope"), out=str(tmp_path)))
+    with pytest.raises(ValueError, match="k must be"):
+        run_prune_curve(PruneCurveConfig(train={"k": 1}, out=str(tmp_path)))
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         run_prune_curve(PruneCurveConfig(checkpoint=str(tmp_path / "x.pt"), out=str(tmp_path)))
     with pytest.raises(ValueError, match="full-data run"):
@@ -118,6 +153,7 @@ def test_cli_end_to_end_tiny(tmp_path):
         (row,) = list(csv.DictReader(f))
     assert row["method"] == "cv" and row["n_train"] == "145" and 0 <= float(row["err_mean"]) <= 100
     assert (out / "runs" / "epochs" / "cv_T0.1_s0" / "last.pt").is_file() and (out / "curve.png").is_file()
+    assert (out / "table.md").is_file() and (out / "table.csv").is_file()
 
 
 ISSUE_METHODS = ("random", "cv", "cv:ccs", "el2n:ccs", "forgetting:ccs", "aum:ccs")
@@ -136,50 +172,40 @@ def recorded_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_issue_methods_score_once_each_under_both_budgets(tmp_path, recorded_run):
-    """random, kmix-cv top/CCS, EL2N/forgetting/AUM CCS at two ratios, two seeds, both budgets: each score method
-    runs once (the dynamics ones on the recorded first full-data run), subsets are shared by the budgets, equal
-    steps stretches the epochs, and the markdown table has every cell."""
-    calls = []
-
-    def fake_train(config, run_dir, seed, subset, epochs, record=False):
-        calls.append((run_dir.parent.name, run_dir.name, seed, epochs, record))
-        if record:  # the real run would write its records: stand in with the recorded one
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "dynamics.pt").write_bytes((recorded_run / "dynamics.pt").read_bytes())
-        n = len(json.loads(open(subset).read())["indices"]) if subset else 1437
-        return {"top1_err": 100.0 * (1 - n / 1437) + seed + (epochs > 2), "best_top1_err": 0.0}
-
-    config = PruneCurveConfig(checkpoint=str(recorded_run / "last.pt"), ratios=(0.1, 0.5), methods=ISSUE_METHODS,
-                              seeds=(0, 1), epochs=2, budgets=("epochs", "steps"),
-                              score=ScoreSpec(draws=2, chunk_size=2000), out=str(tmp_path / "pc"))
-    result = run_prune_curve(config, train=fake_train)
+    """random, kmix-cv top/CCS, EL2N/forgetting/AUM CCS under both budgets (real tiny runs): each score method
+    runs once (the dynamics ones on the recorded run), subsets are shared by the budgets, equal steps stretches
+    the epochs, and the markdown table has every cell."""
+    config = PruneCurveConfig(checkpoint=str(recorded_run / "last.pt"), dynamics_run=str(recorded_run), full=False,
+                              ratios=(0.1,), methods=ISSUE_METHODS, seeds=(0,), train={**TINY, "limit_train_batches": 1},
+                              budgets=("epochs", "steps"), evals_per_run=1, score=ScoreSpec(draws=2, chunk_size=2000),
+                              out=str(tmp_path / "pc"))
+    result = run_prune_curve(config)
     out = tmp_path / "pc"
-    assert [c for c in calls if c[0] == "full"] == [("full", "seed0", 0, 2, True), ("full", "seed1", 1, 2, False)]
-    assert len(calls) == 2 * (1 + 2 * 6 * 2)
-    steps = {(c[1], c[3]) for c in calls if c[0] == "steps"}
-    assert ("el2n-ccs_T0.1_s0", round(2 * 1437 / 145)) in steps and ("random_T0.5_s1", 4) in steps
-    assert all(c[3] == 2 for c in calls if c[0] == "epochs")
+    with open(out / "runs.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert len(runs) == 6 * 2
+    epochs = {(r["budget"], r["method"]): int(r["epochs"]) for r in runs}
+    assert epochs[("steps", "el2n:ccs")] == round(1437 / 145) and epochs[("epochs", "el2n:ccs")] == 1
     for method, path in (("kmix-cv", "scores.csv"), ("el2n", "scores_el2n.csv"),
                          ("forgetting", "scores_forgetting.csv"), ("aum", "scores_aum.csv")):
         meta = json.loads((out / f"{path}.json").read_text())
         assert meta["method"] == method
-    assert json.loads((out / "scores_aum.csv.json").read_text())["run"] == str(out / "runs" / "full" / "seed0")
-    assert len(list((out / "subsets").glob("*.json"))) == 6 * 2 * 2  # methods x ratios x seeds, not x budgets
+    assert json.loads((out / "scores_aum.csv.json").read_text())["run"] == str(recorded_run)
+    assert len(list((out / "subsets").glob("*.json"))) == 6  # methods x ratios x seeds, not x budgets
     aum = json.loads((out / "subsets" / "aum-ccs_T0.1_s0.json").read_text())
     assert aum["order"] == "low" and aum["sampling"] == "ccs" and aum["n_selected"] == 145
     assert aum["ccs"] == {"beta": 0.3, "beta_source": "default", "bins": 50}
     with open(out / "curve.csv") as f:
         curve = list(csv.DictReader(f))
-    assert {(c["budget"], c["method"]) for c in curve} == (
-        {("any", "full")} | {(b, m) for b in ("epochs", "steps") for m in ISSUE_METHODS})
+    assert {(c["budget"], c["method"]) for c in curve} == {(b, m) for b in ("epochs", "steps") for m in ISSUE_METHODS}
     table = (out / "curve.md").read_text()
     assert "equal epochs" in table and "equal steps" in table
     assert table.count("| `aum:ccs` | aum (low first) | ccs |") == 2
     cell = next(c for c in result["curve"] if (c["budget"], c["method"], c["ratio"]) == ("steps", "cv", 0.1))
     assert f"{cell['err_mean']:.2f} ± {cell['err_std']:.2f}" in table
-    calls.clear()
-    run_prune_curve(config, train=fake_train)
-    assert calls == []
+    with open(out / "table.csv") as f:
+        rows = {(r["budget"], r["method"]): r for r in csv.DictReader(f)}
+    assert len(rows) == 12 and rows[("steps", "cv")]["epochs"] == str(round(1437 / 145))
 
 
 def test_markdown_table_cells_and_full_row():
@@ -208,8 +234,8 @@ def test_config_refuses_what_the_methods_cannot_get(tmp_path):
     with pytest.raises(FileNotFoundError, match="has no dynamics.pt"):
         PruneCurveConfig(dynamics_run=str(tmp_path), methods=("aum",)).validate()
     with pytest.raises(ValueError, match="dyn-unc with a window of 10 epochs needs a recorded run of more than 10"):
-        PruneCurveConfig(methods=("dyn-unc:ccs",), epochs=10).validate()
-    PruneCurveConfig(methods=("dyn-unc:ccs",), epochs=10, dyn_unc_window=3).validate()
+        PruneCurveConfig(methods=("dyn-unc:ccs",), train={"epochs": 10}).validate()
+    PruneCurveConfig(methods=("dyn-unc:ccs",), train={"epochs": 10}, dyn_unc_window=3).validate()
 
 
 @pytest.mark.slow

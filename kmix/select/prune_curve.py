@@ -2,6 +2,12 @@
 models trained from scratch on per-class subsets chosen by each method, against the kept fraction T,
 mean +- std over seeds, plus the full-data point, under an equal-epochs and/or an equal-steps budget.
 
+Every training run is a sweep run (`kmix.sweep`): one TrainConfig (kmix train's defaults < `recipe` <
+`train`, the same layering as `kmix sweep --recipe/--set`) with per-run overrides: the seed, the run
+folder, the subset, and the epochs of an equal-steps run. `kmix.sweep.runner.train_runs` trains them, so
+a finished run is skipped and an interrupted one resumed from its last.pt, each folder checked against
+its settings. This module declares no training field.
+
 A method is `BY[:ORDER][:SAMPLING]`: BY is a baseline (random, mc-dropout, k-center) or a score
 column of any registered score method (cv, mean, std of kmix-cv; el2n; grand; entropy; margin;
 forgetting; aum; dyn-unc), ORDER high/low (default: the column's own hard end) and SAMPLING
@@ -9,11 +15,12 @@ top/bottom/interval/ccs (default top), e.g. `cv`, `cv:ccs`, `el2n:ccs`, `aum:ccs
 Every score method needed is run once into `OUT/scores_<method>.csv` (kmix-cv: `OUT/scores.csv`):
 checkpoint methods on the scoring checkpoint (`checkpoint`, else the first seed's full-data
 `last.pt`), training-dynamics methods on one recorded run (`dynamics_run`, else the first seed's
-full-data run, which is then trained with `record_dynamics`).
+full-data run, which is then trained with `record_dynamics`). A scores or subset file already written
+is reused; kmix-cv scoring continues from its chunks.
 
-Every step is resumable: finished training runs are recorded in `runs.csv` and skipped; a run
-interrupted mid-training continues from its last.pt; kmix-cv scoring continues from its chunks; a
-scores file or subset file already written is reused.
+Outputs: `table.md`/`table.csv` (`kmix table` over the runs, the subset replaced by the budget, method
+and ratio axes), `runs.csv` (one row per finished run, read from its folder) and the curve view of it,
+`curve.csv`, `curve.md` (a column per ratio) and `curve.png`.
 """
 from __future__ import annotations
 
@@ -23,28 +30,35 @@ import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from kmix.io import atomic_write, write_csv_atomic, write_json_atomic, write_text_atomic
-from kmix.options import data_option, data_root_option, device_option, option, quiet_option
+from kmix.options import option, quiet_option
 from kmix.runs import check_resume, lock_run_folder
-from kmix.select.methods import DYN_UNC_WINDOW
-from kmix.select.score import ScoreConfig, ScoreSpec, run_score
+from kmix.select.kmix_cv import ScoreSpec
+from kmix.select.methods import SCORE_METHODS, column_orders, get_score_method, score_method_names
+from kmix.select.score import run_score
+from kmix.select.score_config import ScoreConfig
+from kmix.select.score_method import DYN_UNC_WINDOW
 from kmix.select.subsample import BASELINES, CCS_BINS, ORDERS, SAMPLINGS, SubsampleConfig, run_subsample
-from kmix.train.config import AMP_MODES
+from kmix.sweep.plan import SWEEP_DEFAULTS, PlannedRun
+from kmix.sweep.runfolder import RunFolder, read_run
+from kmix.sweep.runner import train_runs
+from kmix.sweep.table import Table, build_table, write_table_files
+from kmix.train.config import TrainConfig, recipe_values
 
 BUDGETS = ("epochs", "steps")  # equal epochs for every run, or as many optimiser steps as a full-data run
 RUN_COLUMNS = ("budget", "method", "ratio", "seed", "n_train", "epochs", "top1_err", "best_top1_err", "wall_s",
                "subset")
 CURVE_COLUMNS = ("budget", "method", "ratio", "n_train", "n_seeds", "err_mean", "err_std", "err_min", "err_max")
 FULL = "full"  # the method name of the full-data runs; their budget is "any" (the same run serves both)
+PER_RUN = ("seed", "out", "resume", "subset")  # TrainConfig fields the curve sets per run; `train` may not
 
 
 def _score_columns() -> dict[str, str]:
     """{score column: registered score method}, over every registered method."""
-    from kmix.select.methods import SCORE_METHODS, score_method_names
-
     return {c: m for m in score_method_names() for c in SCORE_METHODS[m].columns}
 
 
@@ -53,8 +67,6 @@ def parse_method(spec: str) -> tuple[str, str, str]:
 
     ORDER and SAMPLING may come in either order, each at most once; ORDER defaults to the column's
     default end (the registry's: high for cv, low for aum and margin), SAMPLING to top."""
-    from kmix.select.methods import column_orders
-
     by, *rest = spec.split(":")
     orders = column_orders()
     order = sampling = None
@@ -88,16 +100,20 @@ def scores_path(out: Path, method: str) -> Path:
 class PruneCurveConfig:
     """`kmix prune-curve`: subsets by each method at each ratio, one fresh training run per seed and budget.
 
+    train: TrainConfig values of every run (over `recipe`, a YAML file of TrainConfig keys; unset
+    fields are kmix train's defaults); the curve sets seed, out, resume and subset per run.
     checkpoint: scoring model of checkpoint methods (None: the first seed's full-data run);
     dynamics_run: recorded run of training-dynamics methods (None: the first seed's full-data run,
     trained with record_dynamics); budgets: "epochs" (every run `epochs` epochs) and/or "steps"
     (a subset run max(epochs, round(epochs * N / n)) epochs: a full-data run's steps); evals_per_run:
-    None = evaluate every epoch, else about this many times per run (the last epoch always);
+    None = the runs' eval_every, else about this many evaluations per run (the last epoch always);
     ccs_beta/ccs_bins: CCS options (None: `ccs_default_beta`); dyn_unc_window: Dyn-Unc's J.
+    Data, device and threads of scoring and subsampling are the runs'.
     """
 
-    data: str = data_option()
-    data_root: str | None = data_root_option()
+    train: dict[str, Any] = option({}, "TrainConfig values of every run", cli=False)
+    recipe: str | None = option(None, "YAML recipe of TrainConfig keys for every run (kmix train's flags given "
+                                      "here win over it)", metavar="YAML")
     checkpoint: str | None = option(None, "scoring model of checkpoint score methods",
                                     default_text="the first seed's full-data run")
     dynamics_run: str | None = option(None, "run folder recorded with kmix train --record-dynamics, for "
@@ -107,36 +123,40 @@ class PruneCurveConfig:
     methods: tuple[str, ...] = option(("cv", "random"), "comma-separated BY[:ORDER][:SAMPLING]: BY a score column (cv, "
                                       "mean, std, el2n, grand, entropy, margin, forgetting, aum, dyn-unc) or "
                                       + ", ".join(BASELINES) + "; ORDER high/low (default: the column's hard end); "
-                                      "SAMPLING top/bottom/interval/ccs (default top). The issue-12 comparison: "
+                                      "SAMPLING top/bottom/interval/ccs (default top), e.g. "
                                       "random,cv,cv:ccs,el2n:ccs,forgetting:ccs,aum:ccs")
     seeds: tuple[int, ...] = option((0, 1), "training seeds, comma-separated")
     full: bool = option(True, "skip the full-data runs (the T = 1 point; needs --checkpoint)", flag="--no-full")
-    epochs: int = option(15, "epochs of every run, or of a full-data run")
     budgets: tuple[str, ...] = ("epochs",)
-    model: str = option("small_cnn", "registry name, tv:NAME or timm:NAME")
-    model_kwargs: dict = field(default_factory=dict)
-    mix: str = option("dcutmix", "training mixer")
-    k: int = option(3, "training K")
-    alpha: float = option(1.0, "training Dirichlet alpha")
-    batch_size: int = option(64, "training batch")
-    lr: float = option(0.1, "training learning rate")
-    amp: str = option("none", "mixed precision of every run", choices=AMP_MODES)
-    channels_last: bool = option(False, "channels-last memory format")
-    limit_train_batches: int | None = option(None, "cap steps per epoch (smoke tests)")
     evals_per_run: int | None = option(None, "evaluate about this many times per run, the last epoch always",
-                                       default_text="every epoch")
+                                       default_text="the runs' --eval-every")
     score: ScoreSpec = field(default_factory=ScoreSpec)
     ccs_beta: float | None = option(None, "CCS hard-cut fraction",
                                     default_text="kmix subsample's, 0.3 at T <= 0.1 ... 0 at T >= 0.5")
     ccs_bins: int = option(CCS_BINS, "CCS strata")
     dyn_unc_window: int = option(DYN_UNC_WINDOW, "Dyn-Unc window J in epochs")
     out: str = option("prune_curve", "output folder")
-    device: str = device_option("cpu", cli_default="auto")
-    threads: int | None = option(None, "CPU threads for torch")
     quiet: bool = quiet_option(True)
 
-    def validate(self) -> None:
-        """Raise naming the bad field before any work."""
+    def base_config(self) -> TrainConfig:
+        """The one TrainConfig every run starts from: the sweep's defaults < recipe < train (validated)."""
+        if not isinstance(self.train, dict):
+            raise TypeError(f"train must be a mapping of TrainConfig keys, got {type(self.train).__name__}")
+        train = {str(k).replace("-", "_"): v for k, v in self.train.items()}
+        owned = sorted(set(train) & set(PER_RUN))
+        if owned:
+            raise ValueError(f"train may not set {', '.join(owned)}: prune-curve sets it per run (seeds with --seeds, "
+                             "folders under --out, subsets by --methods and --ratios)")
+        recipe = recipe_values(self.recipe) if self.recipe is not None else {}
+        for name in PER_RUN:
+            recipe.pop(name, None)  # a recipe written for kmix train may name them: the curve's own win
+        if "model_kwargs" in recipe and "model_kwargs" in train:  # as kmix train: --model-arg over the recipe's
+            train["model_kwargs"] = {**recipe["model_kwargs"], **train["model_kwargs"]}
+        return TrainConfig.from_dict({**SWEEP_DEFAULTS, **recipe, **train}, source="prune-curve training settings")
+
+    def validate(self) -> TrainConfig:
+        """Raise naming the bad field before any work; return the runs' base TrainConfig."""
+        base = self.base_config()
         if not self.ratios or any(not 0 < r <= 1 for r in self.ratios):
             raise ValueError(f"ratios must be in (0, 1], got {list(self.ratios)}")
         if not self.methods:
@@ -144,9 +164,7 @@ class PruneCurveConfig:
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods must not repeat, got {list(self.methods)}")
         for m in self.methods:
-            by = parse_method(m)[0]
-            if BASELINES.get(by) == "model" and self.data is None:
-                raise ValueError(f"method {m} needs --data")
+            parse_method(m)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be a non-empty list without repeats, got {list(self.seeds)}")
         if not self.budgets or len(set(self.budgets)) != len(self.budgets) or set(self.budgets) - set(BUDGETS):
@@ -165,52 +183,29 @@ class PruneCurveConfig:
         if self.dynamics_run is not None and not (Path(self.dynamics_run) / "dynamics.pt").is_file():
             raise FileNotFoundError(f"dynamics run {self.dynamics_run} has no dynamics.pt (train it with "
                                     "kmix train --record-dynamics)")
-        if "dyn-unc" in needs and self.dynamics_run is None and self.epochs <= self.dyn_unc_window:
+        if "dyn-unc" in needs and self.dynamics_run is None and base.epochs <= self.dyn_unc_window:
             raise ValueError(f"dyn-unc with a window of {self.dyn_unc_window} epochs needs a recorded run of more "
-                             f"than {self.dyn_unc_window} epochs, but epochs={self.epochs}: lower --dyn-unc-window")
+                             f"than {self.dyn_unc_window} epochs, but epochs={base.epochs}: lower --dyn-unc-window")
+        return base
 
 
 def _needs_run(method: str) -> bool:
-    from kmix.select.methods import get_score_method
-
     return get_score_method(method).needs == "run"
 
 
-# settings that change what a finished run means: a rerun into the same --out must keep them
-RUN_DEFINING = ("data", "checkpoint", "dynamics_run", "epochs", "model", "model_kwargs", "mix", "k", "alpha",
-                "batch_size", "lr", "amp", "limit_train_batches", "score", "ccs_beta", "ccs_bins", "dyn_unc_window")
+# curve settings that decide the scores and subsets: a rerun into the same --out must keep them (the runs' training
+# settings are checked per run folder, as kmix sweep does)
+RUN_DEFINING = ("data", "checkpoint", "dynamics_run", "score", "ccs_beta", "ccs_bins", "dyn_unc_window")
 
 
 def _defaults() -> dict:
-    """JSON-normalised default of every PruneCurveConfig field (for config.json files that predate a field)."""
+    """JSON-normalised default of every curve setting (for config.json files that predate one)."""
     out = {}
     for f in fields(PruneCurveConfig):
         value = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
         out[f.name] = asdict(value) if f.name == "score" else value
+    out["data"] = TrainConfig.__dataclass_fields__["data"].default
     return json.loads(json.dumps(out))
-
-
-def train_run(config: PruneCurveConfig, run_dir: Path, seed: int, subset: str | None, epochs: int,
-              record: bool = False) -> dict:
-    """Train (or resume, or just read back) one run of the curve with the config's recipe; its summary dict.
-
-    `record`: with --record-dynamics (the run that training-dynamics methods read)."""
-    from kmix.train import TrainConfig, fit
-
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        if record and not (run_dir / "dynamics.pt").is_file():
-            raise ValueError(f"{run_dir} was trained without --record-dynamics (an earlier prune-curve into this "
-                             "--out without training-dynamics methods); choose another --out or pass --dynamics-run")
-        return json.loads(summary_path.read_text())
-    every = 1 if config.evals_per_run is None else max(1, math.ceil(epochs / config.evals_per_run))
-    return fit(TrainConfig(data=config.data, data_root=config.data_root, subset=subset, model=config.model,
-                           model_kwargs=dict(config.model_kwargs), mix=config.mix, k=config.k, alpha=config.alpha,
-                           epochs=epochs, batch_size=config.batch_size, lr=config.lr, seed=seed, amp=config.amp,
-                           channels_last=config.channels_last, limit_train_batches=config.limit_train_batches,
-                           eval_every=every, threads=config.threads, record_dynamics=record,
-                           out=str(run_dir), resume=True, device=config.device, tensorboard=False, plot=False,
-                           quiet=True))
 
 
 def subset_epochs(epochs: int, n_total: int, n_train: int, equal_steps: bool) -> int:
@@ -236,10 +231,6 @@ def read_runs(path: Path) -> list[dict]:
     for r in rows:  # runs.csv files that predate budgets hold equal-epochs runs
         r.setdefault("budget", "any" if r["method"] == FULL else "epochs")
     return rows
-
-
-def _key(budget: str, method: str, ratio: float, seed: int) -> tuple[str, str, str, str]:
-    return budget, method, f"{float(ratio):g}", str(int(seed))
 
 
 def aggregate(rows: list[dict]) -> list[dict]:
@@ -342,95 +333,133 @@ def write_curve(out: Path, rows: list[dict], *, data: str, model: str, mix: str,
     return curve, table
 
 
-def run_prune_curve(config: PruneCurveConfig, *, train=train_run) -> dict:
-    """Train full-data and subset runs (skipping finished ones), score once per score method, write runs.csv,
-    curve.csv, curve.png and curve.md.
+def run_prune_curve(config: PruneCurveConfig, *, log: Callable[[str], None] | None = None) -> dict:
+    """Train the full-data and subset runs as sweep runs (skipping finished ones), score once per score method,
+    write table.md/table.csv (kmix table with the ratio axis), runs.csv, curve.csv, curve.png and curve.md.
 
-    `train(config, run_dir, seed, subset, epochs, record=...) -> summary` trains one run (default
-    `train_run`); another callable can stand in for it (a scheduler that submits jobs, or a test)."""
-    config.validate()
+    `log` gets one progress line per run (default: print, unless `config.quiet`)."""
+    base = config.validate()
+    if log is None:
+        log = (lambda line: None) if config.quiet else (lambda line: print(line, flush=True))
     with lock_run_folder(config.out, "kmix prune-curve"):
-        return _run_prune_curve(config, train)
+        return _run_prune_curve(config, base, log)
 
 
-def _run_prune_curve(config: PruneCurveConfig, train) -> dict:
-    from tqdm import tqdm
+@dataclass(frozen=True)
+class CurveRun:
+    """One run of the curve: where it sits on the axes (budget, method, ratio) and the sweep run that trains it."""
 
+    budget: str
+    method: str
+    ratio: float
+    run: PlannedRun
+    subset: str | None = None
+    n_train: int | None = None  # the subset's size (None for a full-data run: the training set's)
+
+
+def _planned(base: TrainConfig, label: str, seed: int, run_dir: Path, evals_per_run: int | None,
+             **changes: Any) -> PlannedRun:
+    """A sweep run: the base config with this run's seed, folder (resumed when it holds the run) and `changes`."""
+    values = {**base.to_dict(), **changes, "seed": seed, "out": str(run_dir), "resume": True}
+    if evals_per_run is not None:
+        values["eval_every"] = max(1, math.ceil(values["epochs"] / evals_per_run))
+    config = TrainConfig.from_dict(values, source=f"prune-curve run {label} seed {seed}")
+    return PlannedRun(label, seed, run_dir, config)
+
+
+def _run_prune_curve(config: PruneCurveConfig, base: TrainConfig, log: Callable[[str], None]) -> dict:
     out = Path(config.out)
-    settings = json.loads(json.dumps({**asdict(config), "score": asdict(config.score)}))  # JSON-normalised
+    t0 = time.perf_counter()
+    settings = json.loads(json.dumps({**asdict(config), "score": asdict(config.score), "data": base.data,
+                                      "model": base.model, "mix": base.mix, "epochs": base.epochs,
+                                      "train": base.to_dict()}))  # JSON-normalised; data..epochs for readers
     _check_same_settings(out / "config.json", settings)
     write_json_atomic(out / "config.json", settings)
-    runs_path = out / "runs.csv"
-    rows = read_runs(runs_path)
-    done = {_key(r["budget"], r["method"], float(r["ratio"]), int(r["seed"])) for r in rows}
-    t0 = time.perf_counter()
-
-    def record(budget, method, ratio, seed, n_train, epochs, summary, subset, wall):
-        rows.append({"budget": budget, "method": method, "ratio": f"{float(ratio):g}", "seed": seed,
-                     "n_train": n_train, "epochs": epochs, "top1_err": summary["top1_err"],
-                     "best_top1_err": summary.get("best_top1_err"), "wall_s": round(wall, 2), "subset": subset or ""})
-        write_csv_atomic(runs_path, RUN_COLUMNS, [[r.get(c, "") for c in RUN_COLUMNS] for r in rows])
 
     score_methods = list(dict.fromkeys(s for s in map(score_method_of, config.methods) if s is not None))
     record_full = config.dynamics_run is None and any(_needs_run(m) for m in score_methods)
-    first_full = out / "runs" / FULL / f"seed{config.seeds[0]}"
+    first = config.seeds[0]
+    first_full = out / "runs" / FULL / f"seed{first}"
     checkpoint = config.checkpoint or str(first_full / "last.pt")
     dynamics_run = config.dynamics_run or str(first_full)
 
-    def ensure_scores(method: str) -> None:
+    def full_run(seed: int) -> CurveRun:
+        record = base.record_dynamics or (record_full and seed == first)
+        return CurveRun("any", FULL, 1.0, _planned(base, FULL, seed, out / "runs" / FULL / f"seed{seed}",
+                                                    config.evals_per_run, record_dynamics=record))
+
+    def train(runs: list[CurveRun]) -> None:
+        _, failed = train_runs([r.run for r in runs], log=log)
+        for f in failed:
+            log(f"prune-curve: run {f['label']} seed {f['seed']} diverged ({f['error']}); left out of the curve")
+
+    if config.full and (config.checkpoint is None or record_full):  # the scoring model / recorded run comes first
+        train([full_run(first)])
+        if record_full and not (first_full / "dynamics.pt").is_file():
+            raise ValueError(f"{first_full} was trained without --record-dynamics (an earlier prune-curve into this "
+                             "--out without training-dynamics methods); choose another --out or pass --dynamics-run")
+
+    for method in score_methods:  # each score method once
         path = scores_path(out, method)
         if path.is_file():
-            return
-        common = dict(data=config.data, data_root=config.data_root, out=str(path), method=method,
-                      device=config.device, quiet=config.quiet, rank=0, world_size=1)
+            continue
+        common = dict(data=base.data, data_root=base.data_root, out=str(path), method=method, device=base.device,
+                      quiet=config.quiet, rank=0, world_size=1)
         if _needs_run(method):
             run_score(ScoreConfig(run_dir=dynamics_run, dyn_unc_window=config.dyn_unc_window, **common))
         else:
             run_score(ScoreConfig(checkpoint=checkpoint, spec=config.score, **common))
 
-    jobs = []  # seed-major: a complete one-seed curve exists before the second seed starts
-    for s in config.seeds:
-        jobs += [("any", FULL, 1.0, s)] if config.full else []
-        jobs += [(b, m, r, s) for b in config.budgets for m in config.methods for r in config.ratios]
-    bar = tqdm(total=len(jobs), disable=config.quiet, desc="prune-curve", unit="run")
-    for budget, method, ratio, seed in jobs:
-        if _key(budget, method, ratio, seed) in done:
-            bar.update()
-            continue
-        started = time.perf_counter()
-        if method == FULL:
-            run_dir = out / "runs" / FULL / f"seed{seed}"
-            subset, n_train, epochs = None, None, config.epochs
-            summary = train(config, run_dir, seed, None, epochs, record=record_full and seed == config.seeds[0])
-        else:
+    n_total = None  # the training set's size, from the subset files
+    runs: list[CurveRun] = []  # seed-major: a complete one-seed curve exists before the second seed starts
+    for seed in config.seeds:
+        runs += [full_run(seed)] if config.full else []
+        for method in config.methods:
             by, order, sampling = parse_method(method)
             name = score_method_of(method)
-            if name is not None:
-                ensure_scores(name)
-            tag = f"{method.replace(':', '-')}_T{float(ratio):g}_s{seed}"
-            subset = str(out / "subsets" / f"{tag}.json")  # the same subset serves every budget
-            if Path(subset).is_file():
-                chosen = json.loads(Path(subset).read_text())
-            else:
-                chosen = run_subsample(SubsampleConfig(
-                    ratio=float(ratio), out=subset, by=by, order=order, sampling=sampling, seed=seed,
-                    scores=str(scores_path(out, name)) if name is not None else None,
-                    checkpoint=checkpoint if BASELINES.get(by) == "model" else None,
-                    ccs_beta=config.ccs_beta, ccs_bins=config.ccs_bins,
-                    data=config.data, data_root=config.data_root, device=config.device, quiet=True))
-            n_train = chosen["n_selected"]
-            epochs = subset_epochs(config.epochs, chosen["n_total"], n_train, budget == "steps")
-            summary = train(config, out / "runs" / budget / tag, seed, subset, epochs)
-        if n_train is None:
-            from kmix.data.registry import build_dataset
+            for ratio in config.ratios:
+                tag = f"{method.replace(':', '-')}_T{float(ratio):g}_s{seed}"
+                subset = out / "subsets" / f"{tag}.json"  # the same subset serves every budget
+                if subset.is_file():
+                    chosen = json.loads(subset.read_text())
+                else:
+                    chosen = run_subsample(SubsampleConfig(
+                        ratio=float(ratio), out=str(subset), by=by, order=order, sampling=sampling, seed=seed,
+                        scores=str(scores_path(out, name)) if name is not None else None,
+                        checkpoint=checkpoint if BASELINES.get(by) == "model" else None,
+                        ccs_beta=config.ccs_beta, ccs_bins=config.ccs_bins, data=base.data,
+                        data_root=base.data_root, device=base.device, quiet=True))
+                for budget in config.budgets:
+                    epochs = subset_epochs(base.epochs, chosen["n_total"], chosen["n_selected"], budget == "steps")
+                    run = _planned(base, f"{budget} {method} T={float(ratio):g}", seed,
+                                   out / "runs" / budget / tag, config.evals_per_run, subset=str(subset),
+                                   epochs=epochs)
+                    runs.append(CurveRun(budget, method, float(ratio), run, str(subset), chosen["n_selected"]))
+                n_total = chosen["n_total"]
+    train(runs)
 
-            n_train = len(build_dataset(config.data, root=config.data_root, train=True)[0])
-        record(budget, method, ratio, seed, n_train, epochs, summary, subset, time.perf_counter() - started)
-        done.add(_key(budget, method, ratio, seed))
-        bar.update()
-    bar.close()
-    curve, table = write_curve(out, rows, data=config.data, model=config.model, mix=config.mix, seeds=config.seeds,
-                               methods=config.methods, ratios=config.ratios, budgets=config.budgets,
-                               epochs=config.epochs)
-    return {"out": str(out), "curve": curve, "table": table, "runs": len(rows),
+    finished = [(r, read_run(r.run.out)) for r in runs]
+    finished = [(r, f) for r, f in finished if f.finished]
+    rows = [{"budget": r.budget, "method": r.method, "ratio": f"{r.ratio:g}", "seed": r.run.seed,
+             "n_train": n_total if r.n_train is None else r.n_train, "epochs": f.summary["epochs"],
+             "top1_err": f.summary.get(f.prefix + "top1_err"),
+             "best_top1_err": f.summary.get(f"best_{f.prefix}top1_err"),
+             "wall_s": f.summary.get("wall_s"), "subset": r.subset or ""} for r, f in finished]
+    write_csv_atomic(out / "runs.csv", RUN_COLUMNS, [[row.get(c, "") for c in RUN_COLUMNS] for row in rows])
+    write_table_files(curve_table(finished), out, plot=False)
+    curve, md = write_curve(out, rows, data=base.data, model=base.model, mix=base.mix, seeds=config.seeds,
+                            methods=config.methods, ratios=config.ratios, budgets=config.budgets, epochs=base.epochs)
+    return {"out": str(out), "curve": curve, "table": md, "runs": len(rows),
             "wall_s": round(time.perf_counter() - t0, 1)}
+
+
+def curve_table(runs: list[tuple[CurveRun, RunFolder]]) -> Table:
+    """`kmix table` over the curve's finished run folders, with the subset file replaced by its axes (budget,
+    method, ratio) so that the seeds of one point pool. record_dynamics is dropped from the key: recording reads
+    the model in eval mode and changes nothing the run trains (the first seed's full-data run records)."""
+    folders = []
+    for r, folder in runs:
+        config = {k: v for k, v in folder.config.items() if k not in ("subset", "record_dynamics")}
+        folder.config = {**config, "budget": r.budget, "method": r.method, "ratio": r.ratio}
+        folders.append(folder)
+    return build_table(folders)

@@ -1,6 +1,7 @@
 """`run_sweep`: train the planned runs one after another with `kmix.train.fit`; a finished run is
 skipped, an interrupted one resumed (exactly, from its last.pt), so a killed sweep continues where it
-stopped. One progress line per run with the estimated time left; the table at the end."""
+stopped. One progress line per run with the estimated time left; the table at the end. `train_runs`
+is that loop for any list of planned runs (`kmix prune-curve` trains its runs with it)."""
 from __future__ import annotations
 
 import gc
@@ -29,11 +30,33 @@ def run_sweep(config: SweepConfig, *, log: Callable[[str], None] = print) -> dic
 
 def _sweep(config: SweepConfig, log: Callable[[str], None]) -> dict[str, Any]:
     plan = plan_sweep(config)
-    folders = {run.out: _existing(run) for run in plan}
+    folders = {run.out: existing_run(run) for run in plan}  # every folder checked before the first run trains
     write_json_atomic(Path(config.out) / "sweep.json", {
         "recipes": list(config.recipes), "overrides": config.overrides, "grid": config.grid,
         "seeds": list(config.seeds), "runs": [{"label": r.label, "seed": r.seed, "out": str(r.out)} for r in plan]})
     t_sweep = time.perf_counter()
+    results, failed = train_runs(plan, log=log, folders=folders)
+    table = None
+    done = [run.out for run, res in zip(plan, results) if res["status"] != "failed"]
+    if config.table and done:
+        from kmix.sweep.table import write_table
+
+        write_table(done, config.out)
+        table = str(Path(config.out) / "table.md")
+        log(f"table: {table}, {Path(config.out) / 'table.csv'}, {Path(config.out) / 'curves.png'}")
+    return {"out": config.out, "runs": results, "failed": failed, "wall_s": time.perf_counter() - t_sweep,
+            "table": table}
+
+
+def train_runs(plan: list[PlannedRun], *, log: Callable[[str], None] = print,
+               folders: dict[Path, RunFolder | None] | None = None) -> tuple[list[dict], list[dict]]:
+    """Train the planned runs in order with `kmix.train.fit`: a finished run is skipped, an interrupted one
+    resumed from its last.pt; one progress line each. Returns (per-run results, failed runs).
+
+    `folders`: each run's folder as `existing_run` read it (read here when not given). A run that diverges
+    (FloatingPointError) is reported and the rest go on; any other error stops them with the run named."""
+    if folders is None:
+        folders = {run.out: existing_run(run) for run in plan}
     rates = [f.summary["wall_s"] / f.summary["epochs"] for f in folders.values()
              if f is not None and f.finished and f.summary.get("wall_s") and f.summary.get("epochs")]
     left = {r.out: r.config.epochs - (folders[r.out].epochs_done if folders[r.out] else 0) for r in plan}
@@ -64,30 +87,21 @@ def _sweep(config: SweepConfig, log: Callable[[str], None]) -> dict[str, Any]:
         what = f"resumed in epoch {before + 1}, " if resumed else ""
         results.append(_result(run, "resumed" if resumed else "trained", summary))
         log(f"{head}: {what}{trained} epoch(s) in {_clock(wall)} ({_errors(summary)}); {_eta(rates, left)}")
-    table = None
-    done = [run.out for run, res in zip(plan, results) if res["status"] != "failed"]
-    if config.table and done:
-        from kmix.sweep.table import write_table
-
-        write_table(done, config.out)
-        table = str(Path(config.out) / "table.md")
-        log(f"table: {table}, {Path(config.out) / 'table.csv'}, {Path(config.out) / 'curves.png'}")
-    return {"out": config.out, "runs": results, "failed": failed, "wall_s": time.perf_counter() - t_sweep,
-            "table": table}
+    return results, failed
 
 
 def sweep_status(config: SweepConfig) -> list[dict[str, Any]]:
     """The plan without training: per run its label, seed, folder and epochs done / planned."""
     out = []
     for run in plan_sweep(config):
-        folder = _existing(run)
+        folder = existing_run(run)
         done = folder.epochs_done if folder is not None else 0
         out.append({"label": run.label, "seed": run.seed, "out": str(run.out), "epochs_done": done,
                     "epochs": run.config.epochs})
     return out
 
 
-def _existing(run: PlannedRun) -> RunFolder | None:
+def existing_run(run: PlannedRun) -> RunFolder | None:
     """The run's folder as on disk, after checking it holds this run (same settings, not more epochs)."""
     if not (run.out / "config.yaml").is_file():
         return None

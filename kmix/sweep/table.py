@@ -170,6 +170,12 @@ class TableConfig:
 def write_table(paths: list[str | os.PathLike], out: str | os.PathLike, *, plot: bool = True) -> Table:
     """Read the run folders (or folders holding them), write OUT/table.md, table.csv and curves.png."""
     table = build_table(find_runs(paths))
+    write_table_files(table, out, plot=plot)
+    return table
+
+
+def write_table_files(table: Table, out: str | os.PathLike, *, plot: bool = True) -> None:
+    """OUT/table.md, table.csv and (with `plot`) curves.png of a built table, each written atomically."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "table.md", to_markdown(table))
@@ -179,7 +185,6 @@ def write_table(paths: list[str | os.PathLike], out: str | os.PathLike, *, plot:
         from kmix.sweep.curves import plot_group_curves
 
         plot_group_curves(table, out / "curves.png")
-    return table
 
 
 def to_markdown(table: Table) -> str:
