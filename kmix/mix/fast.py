@@ -125,18 +125,12 @@ def _labels(mixer, y: torch.Tensor, y_np, index: np.ndarray, weights: np.ndarray
     return mix_labels(targets, torch.from_numpy(np.ascontiguousarray(index)), torch.from_numpy(weights.copy()))
 
 
-def eligible(mixer, x: torch.Tensor, y: torch.Tensor) -> bool:
-    """Whether `mixer(x, y)` may take the fast path: a CPU (or default) generator, the K-image mixers'
-    own sampling and applying, no gradient through x, labels as CPU tensors or on x's device."""
-    from kmix.mix.mixers import KImageMix, SaliencyDCutMix
-
-    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
-        return False  # check_batch names the argument
-    cls = type(mixer)
-    if cls.sample_params is not KImageMix.sample_params or cls.apply is not KImageMix.apply:
-        return False
-    if cls._centers_of not in (KImageMix._centers_of, SaliencyDCutMix._centers_of):
-        return False
+def eligible(mixer, x: torch.Tensor, y: torch.Tensor, kind: str | None) -> bool:
+    """Whether `mixer(x, y)` may take the fast path: `kind` not None (the mixer says its sampling and applying
+    are the K-image mixers' own: KImageMix.fast_kind), a CPU (or default) generator, no gradient through x,
+    labels as CPU tensors or on x's device."""
+    if kind is None or not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        return False  # check_batch names a bad argument
     if mixer.generator is not None and mixer.generator.device.type != "cpu":
         return False
     return not x.requires_grad and y.device.type in ("cpu", x.device.type)
@@ -149,14 +143,13 @@ def check_label_range(y_np: np.ndarray, num_classes: int, who: str) -> None:
         raise ValueError(f"{who}: label {lo if lo < 0 else hi} out of range for num_classes={num_classes}")
 
 
-def fast_mix(mixer, x: torch.Tensor, y: torch.Tensor, y_np, mask: torch.Tensor | None):
-    """`mixer(x, y[, mask])` once the coin said mix: the same values as `apply(x, soft_targets(y), sample_params(x))`."""
-    from kmix.mix.mixers import KImageMix
-
+def fast_mix(mixer, x: torch.Tensor, y: torch.Tensor, y_np, mask: torch.Tensor | None, kind: str):
+    """`mixer(x, y[, mask])` once the coin said mix: the same values as `apply(x, soft_targets(y), sample_params(x))`.
+    `kind` is "uniform" (box offsets uniform) or "saliency" (boxes centred on saliency peaks)."""
     n, c, h, w = x.shape
     k = mixer.k
     conc = mixer._concentration(n, torch.device("cpu"))
-    centred = type(mixer)._centers_of is not KImageMix._centers_of  # SaliencyDCutMix
+    centred = kind == "saliency"
     peaks = None
     if centred:
         from kmix.mix.saliency import saliency_peaks_numpy

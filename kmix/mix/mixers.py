@@ -126,13 +126,25 @@ class KImageMix(nn.Module):
         out = apply_cutmix(x, params.index, params.boxes, mask=mask, weights=params.weights)
         return (out[0], mix_labels(targets, params.index, out[1])) + tuple(out[2:])
 
+    def fast_kind(self) -> str | None:
+        """"uniform" or "saliency" when this mixer samples and applies as the K-image mixers do (box offsets
+        uniform, or centred on saliency peaks), which kmix.mix.fast reproduces draw for draw; None for a
+        subclass that changes either (it takes the reference path)."""
+        cls = type(self)
+        if cls.sample_params is not KImageMix.sample_params or cls.apply is not KImageMix.apply:
+            return None
+        if cls._centers_of is KImageMix._centers_of:
+            return "uniform"
+        return "saliency" if cls._centers_of is SaliencyDCutMix._centers_of else None
+
     def forward(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None, *,
                 check_labels: bool = True):
         """Mix a batch: (x, y) -> (mixed x, soft targets[, mixed mask]). `check_labels=False` skips the
         label-range check, which costs a host sync for CUDA labels (the training loop's labels are
         validated once with the dataset)."""
         who = type(self).__name__
-        fast = fast_path.eligible(self, x, y)
+        kind = self.fast_kind()
+        fast = fast_path.eligible(self, x, y, kind)
         host_labels = fast and y.device.type == "cpu" and y.dim() == 1
         check_batch(x, y, self.num_classes, mask=mask, allow_mask=self.uses_boxes, who=who,
                     check_range=check_labels and not host_labels)
@@ -143,7 +155,7 @@ class KImageMix(nn.Module):
             targets = soft_targets(y, self.num_classes, self.label_smoothing)
             return (x, targets) if mask is None else (x, targets, mask)
         if fast:  # the same draws and values as below, in a dozen torch ops (kmix.mix.fast)
-            return fast_path.fast_mix(self, x, y, y_np, mask)
+            return fast_path.fast_mix(self, x, y, y_np, mask, kind)
         targets = soft_targets(y, self.num_classes, self.label_smoothing)
         return self.apply(x, targets, self.sample_params(x), mask=mask)
 
