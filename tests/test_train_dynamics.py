@@ -82,6 +82,30 @@ def test_dynamics_file_is_a_tagged_state_file_and_older_untagged_ones_still_read
         read_dynamics(tmp_path / "dynamics.pt")
 
 
+def test_kmix_score_reads_dynamics_through_load_state(tmp_path):
+    """load_dynamics (what kmix score --run reads) goes through read_dynamics: a state file of another kind is
+    refused even when it holds every record, a damaged one by its checksum, both naming the file."""
+    from kmix.io import ChecksumError
+    from kmix.select.dynamics_scores import load_dynamics
+
+    records = {"loss": torch.zeros(1, 3), "margin": torch.zeros(1, 3), "correct": torch.zeros(1, 3, dtype=torch.bool),
+               "labels": torch.tensor([0, 1, 0]), "epochs": 1}
+    (tmp_path / "other").mkdir()
+    save_state(tmp_path / "other" / "dynamics.pt", "kmix-train", records)
+    with pytest.raises(ValueError, match=r"other/dynamics.pt is not a kmix-dynamics dynamics file \(it is a kmix-train"):
+        load_dynamics(tmp_path / "other")
+    (tmp_path / "run").mkdir()
+    save_state(tmp_path / "run" / "dynamics.pt", KIND, records)
+    assert load_dynamics(tmp_path / "run")["labels"].tolist() == [0, 1, 0]
+    data = bytearray((tmp_path / "run" / "dynamics.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "run" / "dynamics.pt").write_bytes(bytes(data))
+    with pytest.raises(ChecksumError, match="run/dynamics.pt"):
+        load_dynamics(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="--record-dynamics"):
+        load_dynamics(tmp_path / "none")
+
+
 @pytest.mark.parametrize("mix, mode", [("none", "train"), ("dcutmix", "eval")])
 def test_records_are_the_forward_pass_of_the_first_step_at_its_indices(tmp_path, mix, mode, device):
     """Step 1's records equal a forward pass of the initial model on the unmixed first batch: the training

@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from kmix.io import verify_torch_checksum
 from kmix.select.score_method import DYN_UNC_WINDOW, ScoreMethod
 from kmix.select.scores_write import write_score_table
+from kmix.train.dynamics import read_dynamics
 
 if TYPE_CHECKING:
     from kmix.select.score_config import ScoreConfig
@@ -45,20 +45,15 @@ DYNAMICS_FILE = "dynamics.pt"
 
 
 def load_dynamics(run_dir: str | Path) -> dict:
-    """The records of `run_dir`/dynamics.pt, checked: loss, margin (E, N) float, correct (E, N) bool, labels (N,)."""
+    """The records of `run_dir`/dynamics.pt, checked: loss, margin (E, N) float, correct (E, N) bool, labels (N,).
+
+    Read by kmix.train.dynamics.read_dynamics (kmix.runs.load_state: checksum, kind, older untagged files)."""
     path = Path(run_dir) / DYNAMICS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"run folder {run_dir} has no {DYNAMICS_FILE}: train it with kmix train "
                                 "--record-dynamics (a run writes the file when it finishes; resume an "
                                 "interrupted one)")
-    verify_torch_checksum(path, "dynamics file")  # a mismatch: ChecksumError naming the file
-    try:
-        rec = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # truncated or not a torch file
-        raise ValueError(f"{path} is corrupt or not a kmix dynamics file: {err}") from err
-    keys = ("loss", "margin", "correct", "labels", "epochs")
-    if not isinstance(rec, dict) or any(k not in rec for k in keys):
-        raise ValueError(f"{path} is not a kmix dynamics file (needs {', '.join(keys)})")
+    rec = read_dynamics(path)  # missing, corrupt, damaged or another kind: an error naming the file
     e, n = rec["loss"].shape
     if rec["margin"].shape != (e, n) or rec["correct"].shape != (e, n) or rec["labels"].shape != (n,):
         raise ValueError(f"{path}: records of inconsistent shapes")
