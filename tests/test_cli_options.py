@@ -90,12 +90,13 @@ def test_default_on_switches_read_forwards():
                 seen += 1
                 assert action.help.split()[0].lower() not in ("no", "skip", "do", "don't"), (name, action.help)
                 assert action.help.endswith(("(default: on)", "(default: off)")), (name, action.help)
-            elif isinstance(action, argparse._StoreFalseAction) and name != "prune-curve":  # its --no-full aside
+            elif isinstance(action, argparse._StoreFalseAction):
                 pytest.fail(f"kmix {name} {action.option_strings}: a default-on switch without --{action.dest}")
     assert seen >= 8
     args = parser.parse_args(["train", "--no-tensorboard", "--no-augment"])
     assert (args.tensorboard, args.augment) == (False, False)
     assert parser.parse_args(["table", "r", "--no-plot"]).plot is False
+    assert parser.parse_args(["prune-curve", "--data", "digits", "--no-full"]).full is False
 
 
 def test_sweep_and_table_options_are_their_configs_fields():

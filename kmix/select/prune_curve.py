@@ -126,7 +126,7 @@ class PruneCurveConfig:
                                       "SAMPLING top/bottom/interval/ccs (default top), e.g. "
                                       "random,cv,cv:ccs,el2n:ccs,forgetting:ccs,aum:ccs")
     seeds: tuple[int, ...] = option((0, 1), "training seeds, comma-separated")
-    full: bool = option(True, "skip the full-data runs (the T = 1 point; needs --checkpoint)", flag="--no-full")
+    full: bool = option(True, "train the full-data runs, the T = 1 point (off needs --checkpoint)")
     budgets: tuple[str, ...] = ("epochs",)
     evals_per_run: int | None = option(None, "evaluate about this many times per run, the last epoch always",
                                        default_text="the runs' --eval-every")
