@@ -9,12 +9,30 @@ from kmix.viz import ShowConfig, show_mix
 
 
 def test_show_writes_a_png_grid_with_one_row_per_mixer(tmp_path):
-    out = show_mix(ShowConfig(mix="all", k=3, num_images=4, out=str(tmp_path / "g.png")))
-    from matplotlib.image import imread
+    """mix="all": a row of the seed's training images, then one row per K-image mixer in MIXERS order, read
+    back from the PNG's pixels: DMixup blends the originals, DCutMix and Saliency-DCutMix paste their pixels."""
+    import torch
 
-    img = imread(out)
+    from kmix.data.registry import build_dataset
+    from kmix.mix import MIXERS
+    from kmix.runs import Stream, generator_for
+
+    out = show_mix(ShowConfig(mix="all", k=3, num_images=4, out=str(tmp_path / "g.png")))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert img.shape[0] > 300 and img.shape[1] > 300  # 4 rows x 4 columns of panels
+    grid = _panels(out, 16)
+    assert list(MIXERS) == ["dmixup", "dcutmix", "saliency-dcutmix"]
+    assert grid.shape == (4, 4, 16, 16)  # originals + one row per mixer, 4 columns
+    original, blend, cut, saliency = grid
+    dataset, _ = build_dataset("digits", train=True, augment=False)
+    picks = torch.randperm(len(dataset), generator=generator_for(Stream.SHOW_IMAGES, 0))[:4].tolist()
+    shown = np.stack([dataset[i][0][0].numpy() for i in picks])
+    assert np.abs(original - shown).max() <= 1 / 255 + 1e-6  # the seed's images, up to PNG rounding
+    for row in (blend, cut, saliency):
+        assert all(not np.array_equal(o, m) for o, m in zip(original, row)), "a panel was left unmixed"
+    assert (blend >= original.min(0) - 1 / 255).all() and (blend <= original.max(0) + 1 / 255).all()
+    assert not np.isclose(blend[:, None], original[None]).any(1).all()  # a blend, not a cut-and-paste
+    for row in (cut, saliency):
+        assert np.isclose(row[:, None], original[None]).any(1).all()  # every pixel from a shown original
 
 
 def _panels(png, size: int) -> np.ndarray:

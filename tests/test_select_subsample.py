@@ -142,6 +142,7 @@ def test_run_subsample_writes_record(tmp_path):
 
 @pytest.mark.slow
 def test_model_baselines_on_digits(tmp_path):
+    """MC-dropout and k-center from a checkpoint pick a valid, reproducible subset with exact per-class counts."""
     from kmix.data.digits import DIGITS_INFO
     from kmix.models import build_model
     from kmix.train.checkpoint import model_meta, save_checkpoint
@@ -150,11 +151,23 @@ def test_model_baselines_on_digits(tmp_path):
     net = build_model("small_cnn", num_classes=10, in_chans=1, width=4)
     ckpt = tmp_path / "m.pt"
     save_checkpoint(ckpt, {"model": net.state_dict(), "model_meta": model_meta("small_cnn", DIGITS_INFO, width=4)})
+    from kmix.data.registry import build_dataset
+
+    dataset, _ = build_dataset("digits", train=True, augment=False)
+    labels = np.array([int(y) for _, y in dataset])
+    picked = {}
     for by in ("mc-dropout", "k-center"):
-        rec = run_subsample(SubsampleConfig(ratio=0.1, by=by, checkpoint=str(ckpt), data="digits", mc_passes=2,
-                                            out=str(tmp_path / f"{by}.json")))
-        assert rec["n_total"] == 1437 and sum(rec["per_class"].values()) == len(rec["indices"])
-        assert len(rec["per_class"]) == 10
+        config = SubsampleConfig(ratio=0.1, by=by, checkpoint=str(ckpt), data="digits", mc_passes=2,
+                                 out=str(tmp_path / f"{by}.json"))
+        rec = run_subsample(config)
+        indices = np.array(rec["indices"])
+        assert rec["n_total"] == 1437 and len(np.unique(indices)) == len(indices) and indices.max() < 1437
+        counts = class_counts(labels, 0.1)  # the same exact per-class counts as the score methods
+        assert rec["per_class"] == {str(c): n for c, n in counts.items()}
+        assert {c: int((labels[indices] == c).sum()) for c in counts} == counts  # the labels of the picks
+        assert run_subsample(config)["indices"] == rec["indices"]  # same seed, same subset
+        picked[by] = set(rec["indices"])
+    assert picked["mc-dropout"] != picked["k-center"]
 
 
 def test_bad_input_gives_clear_errors(tmp_path, capsys):

@@ -99,7 +99,16 @@ def test_cli_writes_markdown_csv_and_png(runs, tmp_path, capsys):
     assert "Left out, unfinished (1)" in md and "seed2 (2/3 epochs)" in md
     rows = (out / "table.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("data,model,epochs,mix,k,alpha,p,n,seeds,top1_err_mean")
-    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import csv
+
+    by_mix = {r["mix"]: r for r in csv.DictReader(rows)}  # the csv holds the markdown's figures, unrounded
+    assert float(by_mix["none"]["top1_err_mean"]) == 22.0 and float(by_mix["dcutmix"]["top1_err_mean"]) == 20.0
+    assert float(by_mix["none"]["top1_err_std"]) == pytest.approx(np.std([20.0, 24.0], ddof=1))
+    assert by_mix["none"]["n"] == by_mix["dcutmix"]["n"] == "2"  # the unfinished seed is left out
+    from matplotlib.image import imread
+
+    png = imread(out / "curves.png")
+    assert png.ndim == 3 and png.shape[0] > 100 and png.shape[1] > 100 and png[..., :3].std() > 0  # a drawn figure
     # one RUN_DIR: the table goes there
     assert main(["table", str(runs / "vanilla"), "--no-plot"]) == 0
     assert (runs / "vanilla" / "table.md").is_file() and not (runs / "vanilla" / "curves.png").exists()
