@@ -16,12 +16,18 @@ also for CUDA batches) runs:
   CPU images (>= BOX_COPY_MIN_PIXELS pixels) instead copy box regions, each output pixel once: a
   gather over a full per-pixel index map costs more than the copies there.
 
+On another device DCutMix's index and depth tables travel as one packed int64 buffer (one copy, then views).
+A mixer built with `compiled=True` runs the pixel step (after the same draws and host arithmetic) through
+its own torch.compile'd functions (`compiled_pixels`; static shapes), on every image size.
+
 Anything else (a generator on another device, subclasses that change sampling, inputs that need a
 gradient) takes the reference path, `apply(x, soft_targets(y), sample_params(x))`.
 """
 from __future__ import annotations
 
 import threading
+import types
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -76,7 +82,7 @@ def draw(n: int, k: int, concentration: torch.Tensor, generator: torch.Generator
         shift = shift_np
     u = None
     if uniform:
-        torch.rand((n, k - 1, 2), dtype=torch.float64, generator=generator, out=uni_t)
+        uni_t.uniform_(generator=generator)  # torch.rand's draws, without rand(out=)'s resize_
         u = uni_np
     return phi, perm_np, shift, u
 
@@ -145,7 +151,8 @@ def check_label_range(y_np: np.ndarray, num_classes: int, who: str) -> None:
 
 def fast_mix(mixer, x: torch.Tensor, y: torch.Tensor, y_np, mask: torch.Tensor | None, kind: str):
     """`mixer(x, y[, mask])` once the coin said mix: the same values as `apply(x, soft_targets(y), sample_params(x))`.
-    `kind` is "uniform" (box offsets uniform) or "saliency" (boxes centred on saliency peaks)."""
+    `kind` is "uniform" (box offsets uniform) or "saliency" (boxes centred on saliency peaks). With
+    `mixer.compiled` the pixels come from the mixer's torch.compile'd functions (`compiled_pixels`)."""
     n, c, h, w = x.shape
     k = mixer.k
     conc = mixer._concentration(n, torch.device("cpu"))
@@ -157,42 +164,44 @@ def fast_mix(mixer, x: torch.Tensor, y: torch.Tensor, y_np, mask: torch.Tensor |
         peaks = saliency_peaks_numpy(x)
     phi, perms, shift, uniform = draw(n, k, conc, mixer.generator, mixer.partners,
                                       uniform=mixer.uses_boxes and not centred)
+    compiled = compiled_pixels(mixer) if getattr(mixer, "compiled", False) else None
     if not mixer.uses_boxes:
         pack, views = host_params(phi, perms, shift, None, None)
-        mixed = _mixup_pixels(x, views["index"], views["phi"])
+        mixed = _mixup_pixels(x, views["index"], views["phi"], compiled)
         return mixed, _labels(mixer, y, y_np, views["index"], views["phi"])
     centers = (lambda index: peaks[index[:, 1:]]) if centred else None
     pack, views = host_params(phi, perms, shift, uniform, (h, w), centers)
     index, boxes, weights = views["index"], views["boxes"], views["weights"]
     labels = _labels(mixer, y, y_np, index, weights)
-    if x.device.type == "cpu" and h * w >= BOX_COPY_MIN_PIXELS:
+    if compiled is None and x.device.type == "cpu" and h * w >= BOX_COPY_MIN_PIXELS:
         out = paste_boxes(x, index, boxes, mask)
     else:
-        out = _gather_pixels(x, index, boxes, mask)
+        out = _gather_pixels(x, index, boxes, mask, compiled)
     return (out[0], labels) + tuple(out[1:])
 
 
-def _mixup_pixels(x: torch.Tensor, index: np.ndarray, phi: np.ndarray) -> torch.Tensor:
-    """DMixup's pixels: one gather of the K partner rows (n, K, D) and one batched matmul with phi (n, 1, K)
-    (apply_mixup's K multiply-adds for batches too large to gather at once, or half precision)."""
-    n, k = index.shape
-    m, c, h, w = x.shape
-    work = x.dtype if x.is_floating_point() else torch.float32
-    if n * k * c * h * w > BMM_MAX_ELEMENTS or work not in (torch.float32, torch.float64):
-        return apply_mixup(x, torch.from_numpy(np.ascontiguousarray(index)), torch.from_numpy(phi.copy()))
-    np_work = np.float32 if work == torch.float32 else np.float64
-    (idx_t, idx_np), (w_t, w_np) = _scratch(("mixup", n, k, work), lambda: (_buffer((n, k), torch.long),
-                                                                            _buffer((n, 1, k), work)))
-    idx_np[...] = index
-    w_np[:, 0] = phi.astype(np_work)  # the same rounding as phi.to(work)
-    idx = idx_t if x.device.type == "cpu" else idx_t.to(x.device)
-    wts = w_t if x.device.type == "cpu" else w_t.to(x.device)
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+# --- pixels from the host tables, eager or compiled; DCutMix's in one int64 buffer, one copy to the device ---
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def mixup_pixels(x: torch.Tensor, idx: torch.Tensor, wts: torch.Tensor) -> torch.Tensor:
+    """x' = sum_k wts[:, 0, k] x[idx[:, k]], in wts' dtype, back to x's dtype and memory format (integers
+    rounded and clamped). Eager: one gather of the K partner rows (n, K, D) and one batched matmul; compiled:
+    the same sum as a reduction over K, which inductor fuses with the gather (no (n, K, D) intermediate)."""
+    n, k = idx.shape
+    m = x.shape[0]
+    work = wts.dtype
+    channels_last = _channels_last(x)
     view = x.permute(0, 2, 3, 1) if channels_last else x
     rows = view.reshape(m, -1)[idx]  # (n, K, D)
     if rows.dtype != work:
         rows = rows.to(work)
-    out = torch.bmm(wts, rows)  # (n, 1, D)
+    if torch.compiler.is_compiling():
+        out = (rows * wts.view(n, k, 1)).sum(1)
+    else:
+        out = torch.bmm(wts, rows)  # (n, 1, D)
     if not x.is_floating_point():
         info = torch.iinfo(x.dtype)
         out = out.round_().clamp_(info.min, info.max).to(x.dtype)
@@ -200,40 +209,108 @@ def _mixup_pixels(x: torch.Tensor, index: np.ndarray, phi: np.ndarray) -> torch.
     return out.permute(0, 3, 1, 2) if channels_last else out
 
 
-def _gather_pixels(x: torch.Tensor, index: np.ndarray, boxes: np.ndarray, mask: torch.Tensor | None):
-    """(mixed[, mixed mask]) by one per-pixel source map: slot = min(row depth, column depth), the source
-    image by gathering the partner table at the slot, the pixels by one gather."""
+def cut_views(pack: torch.Tensor, n: int, k: int, height: int, width: int):
+    """(partner table (n, K, H, W) expanded, row depth (n, 1, H, 1), column depth (n, 1, 1, W)): views of the
+    flat int64 pack [index (n, K) | row depth (n, H) | column depth (n, W)]."""
+    return (pack.as_strided((n, k, height, width), (k, 1, 0, 0), 0),
+            pack.as_strided((n, 1, height, 1), (height, height, 1, 1), n * k),
+            pack.as_strided((n, 1, 1, width), (width, width, width, 1), n * (k + height)))
+
+
+def cut_pixels(x: torch.Tensor, table: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+               mask: torch.Tensor | None = None):
+    """(mixed[, mixed mask]) by one per-pixel source map: slot = min(row depth, column depth), the source image
+    by gathering the partner table at the slot, the pixels by one gather (x's memory format kept)."""
+    n, k, h, w = table.shape
+    c = x.shape[1]
+    src = torch.gather(table, 1, torch.minimum(rows, cols))  # (n, 1, H, W), contiguous
+    if _channels_last(x):
+        pixel_index = src.as_strided((n, h, w, c), (h * w, w, 1, 0))
+        mixed = torch.gather(x.permute(0, 2, 3, 1), 0, pixel_index).permute(0, 3, 1, 2)
+    else:
+        mixed = torch.gather(x, 0, src.expand(n, c, h, w))
+    if mask is None:
+        return (mixed,)
+    return mixed, torch.gather(mask, 0, src.view(n, h, w))
+
+
+def _cut_from_pack(x: torch.Tensor, pack: torch.Tensor, k: int, mask: torch.Tensor | None):
+    n, _, h, w = x.shape
+    return cut_pixels(x, *cut_views(pack, n, k, h, w), mask)
+
+
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # mixer -> {"mixup": fn, "cut": fn}
+
+
+def _own_copy(fn):
+    """fn with its own code object: dynamo keeps its compiled graphs (and counts recompiles) per code object, so
+    each mixer gets its own cache and recompile limit instead of sharing one with every other mixer."""
+    return types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+def compiled_pixels(mixer) -> dict:
+    """The mixer's torch.compile'd pixel functions (`mixup_pixels`; `cut_pixels` from the pack), built on first
+    use: static shapes (dynamic=False), one graph (fullgraph=True). A new batch shape, dtype, memory format or
+    device compiles again; past torch._dynamo.config.recompile_limit (8) graphs per function and mixer, dynamo
+    runs the function eagerly (the same code, so the same values)."""
+    fns = _COMPILED.get(mixer)
+    if fns is None:
+        fns = _COMPILED[mixer] = {name: torch.compile(_own_copy(fn), dynamic=False, fullgraph=True)
+                                  for name, fn in (("mixup", mixup_pixels), ("cut", _cut_from_pack))}
+    return fns
+
+
+def _mixup_pixels(x: torch.Tensor, index: np.ndarray, phi: np.ndarray, compiled: dict | None = None) -> torch.Tensor:
+    """DMixup's pixels from the host index and phi (rounded once to the work dtype): the K partner rows' weighted
+    sum (`mixup_pixels`). Two copies to a device, not one packed: the int64 index and the float weights would
+    need a dtype view (two more ops than the copy saves). Eager batches too large to gather at once, and half
+    precision, take apply_mixup's K multiply-adds."""
     n, k = index.shape
     m, c, h, w = x.shape
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    work = x.dtype if x.is_floating_point() else torch.float32
+    if work not in (torch.float32, torch.float64) or (compiled is None and n * k * c * h * w > BMM_MAX_ELEMENTS):
+        return apply_mixup(x, torch.from_numpy(np.ascontiguousarray(index)), torch.from_numpy(phi.copy()))
+    (idx_t, idx_np), (w_t, w_np) = _scratch(("mixup", n, k, work), lambda: (_buffer((n, k), torch.long),
+                                                                            _buffer((n, 1, k), work)))
+    idx_np[...] = index
+    w_np[:, 0] = phi  # the same rounding as phi.to(work)
+    if x.device.type != "cpu":
+        idx_t, w_t = idx_t.to(x.device), w_t.to(x.device)
+    return (mixup_pixels if compiled is None else compiled["mixup"])(x, idx_t, w_t)
+
+
+def _gather_pixels(x: torch.Tensor, index: np.ndarray, boxes: np.ndarray, mask: torch.Tensor | None,
+                   compiled: dict | None = None):
+    """(mixed[, mixed mask]) by one per-pixel source map (`cut_pixels`), from the partner index and the nested
+    boxes' row and column depth, packed into one int64 buffer: one copy to x's device, then views. On the CPU the
+    views and the map's buffers are built once per shape and the ops write into them (no op creates a view)."""
+    n, k = index.shape
+    m, c, h, w = x.shape
+    channels_last = _channels_last(x)
     on_cpu = x.device.type == "cpu"
 
     def make():
-        idx_t, idx_np = _buffer((n, k), torch.long)
-        rows_t, rows_np = _buffer((n, h), torch.long)
-        cols_t, cols_np = _buffer((n, w), torch.long)
+        pack_t, pack_np = _buffer((n * (k + h + w),), torch.long)
+        host = (pack_np[:n * k].reshape(n, k), pack_np[n * k:n * (k + h)].reshape(n, h),
+                pack_np[n * (k + h):].reshape(n, w))
         views = None
         if on_cpu:
             slot, src = torch.empty(n, 1, h, w, dtype=torch.long), torch.empty(n, h, w, dtype=torch.long)
             pixel_index = (src.view(n, h, w, 1).expand(n, h, w, c) if channels_last
                            else src.view(n, 1, h, w).expand(n, c, h, w))
-            views = (idx_t.view(n, k, 1, 1).expand(n, k, h, w), rows_t.view(n, 1, h, 1), cols_t.view(n, 1, 1, w),
-                     slot, src.view(n, 1, h, w), src, pixel_index)
-        return idx_np, rows_np, cols_np, (idx_t, rows_t, cols_t), views
+            views = (*cut_views(pack_t, n, k, h, w), slot, src.view(n, 1, h, w), src, pixel_index)
+        return pack_t, host, views
 
-    idx_np, rows_np, cols_np, host, views = _scratch(("cut", n, k, c, h, w, channels_last, on_cpu), make)
+    pack_t, (idx_np, rows_np, cols_np), views = _scratch(("cut", n, k, c, h, w, channels_last, on_cpu), make)
     idx_np[...] = index
     depth_tables(boxes, h, w, rows_np, cols_np)
-    if on_cpu:
-        table, rows, cols, slot, src4, src, pixel_index = views
-        torch.minimum(rows, cols, out=slot)
-        torch.gather(table, 1, slot, out=src4)
-    else:
-        idx, rows, cols = (t.to(x.device) for t in host)
-        slot = torch.minimum(rows.view(n, 1, h, 1), cols.view(n, 1, 1, w))
-        src = torch.gather(idx.view(n, k, 1, 1).expand(n, k, h, w), 1, slot).view(n, h, w)
-        pixel_index = (src.view(n, h, w, 1).expand(n, h, w, c) if channels_last
-                       else src.view(n, 1, h, w).expand(n, c, h, w))
+    if compiled is not None:
+        return compiled["cut"](x, pack_t if on_cpu else pack_t.to(x.device), k, mask)
+    if not on_cpu:
+        return cut_pixels(x, *cut_views(pack_t.to(x.device), n, k, h, w), mask)
+    table, rows, cols, slot, src4, src, pixel_index = views
+    torch.minimum(rows, cols, out=slot)
+    torch.gather(table, 1, slot, out=src4)
     if channels_last:
         mixed = torch.gather(x.permute(0, 2, 3, 1), 0, pixel_index).permute(0, 3, 1, 2)
     else:

@@ -43,13 +43,18 @@ class KImageMix(nn.Module):
     permutation without fixed points, so no sample is mixed with itself) or "permutation" (a plain random
     permutation, as the official DCutMix code draws them; about (K-1)/N of the slots then hold the
     anchor itself).
+
+    `compiled=True` runs the per-call pixel step (parameters already drawn, on the host, as before) through
+    torch.compile with static shapes, for loops that call the mixer with a fixed batch shape: the same draws,
+    masks and labels, pixels equal (DMixup's within float rounding). The first call per batch shape compiles
+    (seconds); calls that take the reference path (a gradient through x, a non-CPU generator) stay eager.
     """
 
     uses_boxes = True
 
     def __init__(self, *, num_classes: int, k: int = 2, alpha: float | Sequence[float] = 1.0, p: float = 1.0,
                  label_smoothing: float = 0.0, generator: torch.Generator | None = None,
-                 partners: str = "derangement"):
+                 partners: str = "derangement", compiled: bool = False):
         super().__init__()
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
@@ -63,7 +68,10 @@ class KImageMix(nn.Module):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         if partners not in PARTNERS:
             raise ValueError(f"partners must be one of {', '.join(PARTNERS)}, got {partners!r}")
+        if not isinstance(compiled, bool):
+            raise TypeError(f"compiled must be a bool, got {compiled!r}")
         self.partners = partners
+        self.compiled = compiled
         self.num_classes = num_classes
         self.k = k
         self.alpha = _check_alpha(alpha, k)
@@ -76,7 +84,8 @@ class KImageMix(nn.Module):
         alpha = self.alpha.tolist()
         alpha_s = alpha[0] if len(set(alpha)) == 1 else alpha
         return (f"num_classes={self.num_classes}, k={self.k}, alpha={alpha_s}, p={self.p}, "
-                f"label_smoothing={self.label_smoothing}, partners={self.partners!r}")
+                f"label_smoothing={self.label_smoothing}, partners={self.partners!r}"
+                + (", compiled=True" if self.compiled else ""))
 
     # --- sampling -----------------------------------------------------------------------------
     def sample_params(self, x: torch.Tensor) -> MixParams:
