@@ -37,7 +37,8 @@ def add_parser(sub, name: str) -> argparse.ArgumentParser:
     p = sub.add_parser(
         name, help="train a classifier with any mixer (quick-start: no arguments)",
         description="Train a classifier with DMixup/DCutMix/... Flags override the recipe. With no arguments: "
-                    f"{d['model']} + {d['mix']} (K={d['k']}) on the embedded digits data, about a minute on CPU.",
+                    f"{d['model']} + {d['mix']} (K={d['k']}) on the embedded digits data, offline on the CPU "
+                    "(its measured time and error: docs/train.md, Quick-start).",
     )
     g = p.add_argument_group("what")
     g.add_argument("--recipe", help="YAML recipe (keys = TrainConfig fields), e.g. recipes/cifar100_pyramidnet110_dcutmix_paper.yaml")

@@ -1,6 +1,6 @@
 """What an artifact records of the data it was made from, so that a consumer can check it is about to use
 the same: the spec and root, a fingerprint of the files, the class names, the number of images, the
-image size and channels (issue 14's provenance)."""
+image size and channels."""
 from __future__ import annotations
 
 import os

@@ -1,6 +1,6 @@
 """A DARTS cell genotype: its JSON form, strict validation with errors naming the file and entry, atomic save.
 
-JSON form (issue 5): {"normal": [[op, input_node], ...], "normal_concat": [2, 3, 4, 5],
+JSON form (genotype.json): {"normal": [[op, input_node], ...], "normal_concat": [2, 3, 4, 5],
 "reduce": [...], "reduce_concat": [...]}. Edges come in pairs, one pair per intermediate node;
 the pair of node i (0-based) reads states 0..i+1 (0, 1 = the two cell inputs, 2+ = earlier nodes).
 """
@@ -34,7 +34,7 @@ class Genotype:
         return len(self.normal) // 2
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form of issue 5 (lists, not tuples)."""
+        """The JSON form (genotype.json; lists, not tuples)."""
         return {
             "normal": [[op, idx] for op, idx in self.normal],
             "normal_concat": list(self.normal_concat),
