@@ -16,13 +16,15 @@ STAGE_STRIDES = (1, 2, 2, 2)
 
 
 class PreActBlock(nn.Module):
-    """BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus the identity (or a 1x1 projection of the pre-activated input)."""
+    """BN-ReLU-conv3x3-[dropout]-BN-ReLU-conv3x3 plus the identity (or a 1x1 projection of the pre-activated
+    input); dropout between the convolutions is Wide ResNet's option (0 = none, as in PreActResNet)."""
 
-    def __init__(self, cin: int, cout: int, stride: int):
+    def __init__(self, cin: int, cout: int, stride: int, dropout: float = 0.0):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(cin)
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
         self.project = None
         if stride != 1 or cin != cout:
@@ -31,9 +33,8 @@ class PreActBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pre = F.relu(self.bn1(x))
         shortcut = x if self.project is None else self.project(pre)
-        out = self.conv1(pre)
-        out = self.conv2(F.relu(self.bn2(out)))
-        return out + shortcut
+        out = self.dropout(F.relu(self.bn2(self.conv1(pre))))
+        return self.conv2(out) + shortcut
 
 
 class PreActResNet(ResidualTrunk):

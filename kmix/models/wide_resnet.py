@@ -4,36 +4,17 @@ the two convolutions, and 1x1 conv shortcuts where the shape changes.
 """
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from kmix.models.init import ResidualTrunk
+from kmix.models.preact_resnet import PreActBlock
 from kmix.models.registry import register_model
 
 STEM_WIDTH = 16
 STAGE_STRIDES = (1, 2, 2)
 
 
-class WideBlock(nn.Module):
-    """BN-ReLU-conv3x3-[dropout]-BN-ReLU-conv3x3 plus the identity or a 1x1 projection."""
-
-    def __init__(self, cin: int, cout: int, stride: int, dropout: float):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.project = None
-        if stride != 1 or cin != cout:
-            self.project = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = F.relu(self.bn1(x))
-        shortcut = x if self.project is None else self.project(pre)
-        out = self.dropout(F.relu(self.bn2(self.conv1(pre))))
-        return self.conv2(out) + shortcut
+WideBlock = PreActBlock  # BN-ReLU-conv3x3-[dropout]-BN-ReLU-conv3x3 plus the identity or a 1x1 projection
 
 
 class WideResNet(ResidualTrunk):
