@@ -6,6 +6,9 @@
     python benchmarks/bench_mix.py --dry-run          # tiny shapes, 2 rounds: checks the script, not speed
     python benchmarks/bench_mix.py --ops              # dispatched aten ops per call (the CPU proxy), before/after
 
+The `, compiled` rows are the same mixers built with `compiled=True` (torch.compile of the pixel step; the
+compilation happens in the untimed warm-up rounds).
+
 Contenders run interleaved (one call each per round) after warm-up rounds, and the median over
 rounds is reported, so a noisy machine slows all of them alike. On CUDA each call is timed with
 CUDA events after a torch.cuda.synchronize(): the time from the call's start to the end of its last
@@ -72,6 +75,9 @@ def contenders(x: torch.Tensor, y: torch.Tensor, notes: list[str]) -> dict[str, 
         for cls in (DMixup, DCutMix, SaliencyDCutMix):
             mix = cls(num_classes=NUM_CLASSES, k=k, alpha=1.0, generator=gen)
             out[f"kmix {cls.__name__} K={k}"] = (lambda b, m=mix: m(b, y), False)
+    for cls in (DMixup, DCutMix):  # the compiled path: torch.compile of the pixel step (the warm-up compiles)
+        mix = cls(num_classes=NUM_CLASSES, k=5, alpha=1.0, generator=gen, compiled=True)
+        out[f"kmix {cls.__name__} K=5, compiled"] = (lambda b, m=mix: m(b, y), False)
     if dev.type == "cuda":  # parameters drawn on the GPU instead of the CPU
         mix = DCutMix(num_classes=NUM_CLASSES, k=5, alpha=1.0, generator=torch.Generator(device=dev).manual_seed(0))
         out["kmix DCutMix K=5, CUDA generator"] = (lambda b, m=mix: m(b, y), False)
@@ -111,6 +117,9 @@ OPS_BEFORE = {"DMixup": {2: 35, 3: 38, 5: 44, 9: 56}, "DCutMix": {2: 48, 3: 49, 
               "scoring: one batch's composites and labels (apply_cutmix + mix_labels)": 43,
               "scoring: one chunk's parameters (AnchoredSampler.sample)": 54}
 OPS_TARGET = {"DMixup": 20, "DCutMix": 20, "SaliencyDCutMix": 40}
+# The batch on the meta device (the ops a CUDA batch dispatches), contiguous / channels_last, at every K, on commit
+# 451eb6c (DCutMix's three host tables copied one by one).
+OPS_META_BEFORE = {"DMixup": (14, 16), "DCutMix": (23, 25)}
 
 
 def ops_table(shape=(256, 3, 32, 32)) -> list[str]:
@@ -143,6 +152,17 @@ def ops_table(shape=(256, 3, 32, 32)) -> list[str]:
     name = "scoring: one chunk's parameters (AnchoredSampler.sample)"
     now, _ = ops_per_call(lambda: chunk_params(spec, 0, shape[0], *shape[-2:]))
     rows.append(f"| {name} | {OPS_BEFORE[name]} | {now} | - |")
+    rows += ["", f"| {'x'.join(map(str, shape))} on the meta device (a CUDA batch's ops), contiguous / channels_last "
+                 "| before (451eb6c) | now | target |", "|---|---:|---:|---:|"]
+    for cls in (DMixup, DCutMix):
+        for k in (2, 3, 5, 9):
+            mix = cls(num_classes=NUM_CLASSES, k=k, alpha=1.0, generator=gen)
+            now = [ops_per_call(lambda: mix(xm, y))[0] for xm in (
+                torch.empty(shape, device="meta"),
+                torch.empty(shape, device="meta").contiguous(memory_format=torch.channels_last))]
+            before = OPS_META_BEFORE[cls.__name__]
+            rows.append(f"| {cls.__name__} K={k} | {before[0]} / {before[1]} | {now[0]} / {now[1]} "
+                        f"| <= {OPS_TARGET[cls.__name__]} |")
     return rows
 
 
@@ -202,9 +222,9 @@ def target_line(per_shape: dict[str, dict[str, float]]) -> str:
     return f"target: {name} <= {limit:g}x a batch clone: " + "; ".join(parts)
 
 
-def issue24_line(per_shape: dict[str, dict[str, float]]) -> str:
+def issue24_line(per_shape: dict[str, dict[str, float]], name: str = "kmix DCutMix K=5") -> str:
     """'target (issue 24): ...' DCutMix K=5 <= timm's batch-mode CutMix at the small shape, <= 3x a clone at 224."""
-    name, parts = "kmix DCutMix K=5", []
+    parts = []
     shapes = list(per_shape)
     small, large = per_shape[shapes[0]], per_shape[shapes[-1]]
     if name in small and "timm CutMix (batch)" in small:
@@ -261,6 +281,7 @@ def main(argv=None) -> int:
         print()
         print(target_line(per_shape))
         print(issue24_line(per_shape))
+        print(issue24_line(per_shape, "kmix DCutMix K=5, compiled"))
         for note in dict.fromkeys(notes):  # unique, in order
             print(f"note: {note}")
     if args.json:

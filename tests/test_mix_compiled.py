@@ -1,12 +1,14 @@
-"""The mixers' compiled path (`compiled=True`, issue 24): the pixel step through torch.compile (static shapes)
+"""The mixers' compiled path (`compiled=True`): the pixel step through torch.compile (static shapes)
 gives, for the same seed, the eager call's labels and masks and its pixels (bit for bit where the mix is pure
-gathers; DMixup's weighted sum within float rounding); a changed batch shape compiles again."""
+gathers; DMixup's weighted sum within float rounding); a changed batch shape compiles again. The CUDA case
+(marked `cuda`, run by benchmarks/gpu_check.sh) checks the same on a CUDA batch."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch._dynamo.utils import counters
 
+from cuda_support import CUDA_ONLY, DEVICE
 from kmix import DCutMix, DMixup, SaliencyDCutMix
 
 
@@ -61,15 +63,15 @@ def test_compiled_equals_eager_for_the_same_draws(mixer_cls, k, dtype, channels_
 
 
 def test_a_changed_batch_shape_compiles_again():
-    """Static shapes: each new batch shape is one more graph (not an eager fallback), each equal to the eager call,
-    also at a size where the eager CPU path copies boxes instead of gathering."""
+    """Static shapes: each new batch shape is one more graph (not an eager fallback), each equal to the eager call.
+    Large CPU images keep the eager box copies (faster than the compiled gather there): no graph."""
     eager = DCutMix(num_classes=4, k=3, generator=_gen(3))
     compiled = DCutMix(num_classes=4, k=3, generator=_gen(3), compiled=True)
     before = _graphs()
     for n, h, w in [(8, 16, 16), (6, 16, 16), (8, 16, 16), (3, 100, 100)]:
         x, y = _batch(n, h, w, seed=n), torch.arange(n) % 4
         _assert_same_mix(eager(x, y), compiled(x, y), DCutMix, torch.float32)
-    assert _graphs() == before + 3  # three shapes; the repeated one reuses its graph
+    assert _graphs() == before + 2  # two small shapes; the repeated one reuses its graph, 100x100 copies boxes
 
 
 def test_calls_off_the_fast_path_stay_eager_and_equal():
@@ -87,3 +89,20 @@ def test_compiled_must_be_a_bool():
         DCutMix(num_classes=3, compiled="yes")
     assert "compiled=True" in repr(DMixup(num_classes=3, compiled=True))
     assert "compiled" not in repr(DMixup(num_classes=3))
+
+
+CUDA_CASES = [(DCutMix, torch.float32, False), (DCutMix, torch.uint8, False), (DCutMix, torch.float32, True),
+              (DMixup, torch.float32, False), (DMixup, torch.uint8, False)]
+
+
+@pytest.mark.parametrize("mixer_cls, dtype, channels_last", [pytest.param(*case, marks=CUDA_ONLY) for case in CUDA_CASES],
+                         ids=[f"{c.__name__}-{str(d)[6:]}-{'cl' if f else 'contiguous'}" for c, d, f in CUDA_CASES])
+def test_compiled_equals_eager_on_a_cuda_batch(mixer_cls, dtype, channels_last):
+    x = _batch(64, 37, 45, dtype=dtype, channels_last=channels_last).to(DEVICE)
+    y = torch.randint(0, 10, (64,), generator=_gen(5)).to(DEVICE)
+    extra = () if mixer_cls is DMixup else (torch.randint(0, 30, (64, 37, 45), generator=_gen(6)).to(DEVICE),)
+    kw = dict(num_classes=10, k=5, alpha=0.7)
+    eager = mixer_cls(generator=_gen(7), **kw)
+    compiled = mixer_cls(generator=_gen(7), compiled=True, **kw)
+    for _ in range(2):
+        _assert_same_mix(eager(x, y, *extra), compiled(x, y, *extra), mixer_cls, dtype)

@@ -18,7 +18,8 @@ also for CUDA batches) runs:
 
 On another device DCutMix's index and depth tables travel as one packed int64 buffer (one copy, then views).
 A mixer built with `compiled=True` runs the pixel step (after the same draws and host arithmetic) through
-its own torch.compile'd functions (`compiled_pixels`; static shapes), on every image size.
+its own torch.compile'd functions (`compiled_pixels`; static shapes), except large CPU images under a cut
+mixer, which keep the box copies (faster there than the compiled gather: 98 against 179 ms at 64x3x224x224).
 
 Anything else (a generator on another device, subclasses that change sampling, inputs that need a
 gradient) takes the reference path, `apply(x, soft_targets(y), sample_params(x))`.
@@ -173,7 +174,7 @@ def fast_mix(mixer, x: torch.Tensor, y: torch.Tensor, y_np, mask: torch.Tensor |
     pack, views = host_params(phi, perms, shift, uniform, (h, w), centers)
     index, boxes, weights = views["index"], views["boxes"], views["weights"]
     labels = _labels(mixer, y, y_np, index, weights)
-    if compiled is None and x.device.type == "cpu" and h * w >= BOX_COPY_MIN_PIXELS:
+    if x.device.type == "cpu" and h * w >= BOX_COPY_MIN_PIXELS:  # also compiled: the fused gather is slower there
         out = paste_boxes(x, index, boxes, mask)
     else:
         out = _gather_pixels(x, index, boxes, mask, compiled)
