@@ -110,7 +110,7 @@ def contenders(x: torch.Tensor, y: torch.Tensor, notes: list[str]) -> dict[str, 
     return out
 
 
-# Dispatched aten ops per call at 256x3x32x32 (CPU generator) on commit 567d0d8, before issue 24's fast path.
+# Dispatched aten ops per call at 256x3x32x32 (CPU generator) on commit 567d0d8, before the fast path (kmix.mix.fast).
 OPS_BEFORE = {"DMixup": {2: 35, 3: 38, 5: 44, 9: 56}, "DCutMix": {2: 48, 3: 49, 5: 51, 9: 55},
               "SaliencyDCutMix": {2: 113, 3: 114, 5: 116, 9: 120},
               "Mixup (batch)": 35, "Mixup (elem)": 34, "CutMix (batch)": 82, "CutMix (elem)": 78,
@@ -222,8 +222,8 @@ def target_line(per_shape: dict[str, dict[str, float]]) -> str:
     return f"target: {name} <= {limit:g}x a batch clone: " + "; ".join(parts)
 
 
-def issue24_line(per_shape: dict[str, dict[str, float]], name: str = "kmix DCutMix K=5") -> str:
-    """'target (issue 24): ...' DCutMix K=5 <= timm's batch-mode CutMix at the small shape, <= 3x a clone at 224."""
+def per_call_target_line(per_shape: dict[str, dict[str, float]], name: str = "kmix DCutMix K=5") -> str:
+    """'target: ...' DCutMix K=5 <= timm's batch-mode CutMix at the small shape, <= 3x a clone at 224."""
     parts = []
     shapes = list(per_shape)
     small, large = per_shape[shapes[0]], per_shape[shapes[-1]]
@@ -233,7 +233,7 @@ def issue24_line(per_shape: dict[str, dict[str, float]], name: str = "kmix DCutM
     if name in large:
         ratio = large[name] / large[CLONE]
         parts.append(f"{shapes[-1]} {ratio:.1f}x a clone ({'met' if ratio <= 3.0 else 'missed'})")
-    return (f"target: (issue 24) {name} <= timm's batch-mode CutMix at the small shape, <= 3x a clone at the large: "
+    return (f"target: {name} <= timm's batch-mode CutMix at the small shape, <= 3x a clone at the large: "
             + ("; ".join(parts) or "not measured (timm missing)"))
 
 
@@ -280,8 +280,8 @@ def main(argv=None) -> int:
             print(f"| {row} | " + " | ".join(cells) + " |")
         print()
         print(target_line(per_shape))
-        print(issue24_line(per_shape))
-        print(issue24_line(per_shape, "kmix DCutMix K=5, compiled"))
+        print(per_call_target_line(per_shape))
+        print(per_call_target_line(per_shape, "kmix DCutMix K=5, compiled"))
         for note in dict.fromkeys(notes):  # unique, in order
             print(f"note: {note}")
     if args.json:

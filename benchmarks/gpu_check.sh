@@ -248,7 +248,7 @@ TOTAL=$(elapsed_s)
     echo "|---|---|---:|---:|---:|---|"
     printf '%s\n' "${SUMMARY_ROWS[@]}"
     echo
-    echo "Targets: DCutMix K=5 <= 2x a batch clone (bench_mix, both shapes); issue 24: DCutMix K=5 (per sample)"
+    echo "Targets: DCutMix K=5 <= 2x a batch clone (bench_mix, both shapes); per call: DCutMix K=5 (per sample)"
     echo "<= timm's batch-mode CutMix at 256x3x32x32 and <= 3x a clone at 64x3x224x224 (bench_mix's second target"
     echo "line; the third, the same for compiled=True); scoring >= 0.95x plain inference for PreActResNet-18 at 32 px"
     echo "(bench_score); training >= 0.9x the ceiling (bench_train_throughput, 'vs ceiling' column). The mixing laws"
