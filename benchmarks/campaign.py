@@ -1,4 +1,4 @@
-"""A pre-registered campaign that every GPU window advances (issue 21): plan file -> `kmix.sweep` run folders.
+"""A pre-registered campaign that every GPU window advances: plan file -> `kmix.sweep` run folders.
 
     python benchmarks/campaign.py benchmarks/plans/c10_preact18_200ep.yaml --budget-s 570 --out /tmp/camp [--jobs 2]
     python benchmarks/campaign.py benchmarks/plans/c10_preact18_200ep.yaml --dry-run --out /tmp/camp_dry   # CPU, <1 min
