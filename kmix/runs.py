@@ -83,6 +83,15 @@ class RunStopped(Exception):
 
 # --- resume -----------------------------------------------------------------------------------------
 
+def refuse_unasked_resume(state_file: str | os.PathLike, what: str, resume: bool) -> None:
+    """A command given a folder that already holds its state file stops unless asked to resume: it names the
+    folder and the two ways on (--resume, or another --out), so no run is overwritten or silently continued."""
+    path = Path(state_file)
+    if not resume and path.exists():
+        raise ValueError(f"out {str(path.parent)!r} already holds {what} ({path.name}); pass --resume to continue "
+                         "it or choose another --out")
+
+
 def check_resume(saved: Mapping[str, Any], now: Mapping[str, Any], must_match: Iterable[str], *, source: Any,
                  what: str = "run", defaults: Mapping[str, Any] | None = None,
                  hint: str = "choose another --out") -> None:

@@ -16,7 +16,7 @@ from kmix.data.order import batches_per_epoch, epoch_permutation
 from kmix.train import TrainConfig, TrainingStopped, fit
 from kmix.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from kmix.train.distributed import DistInfo
-from kmix.train.loop import _Run
+from kmix.train.loop import Trainer
 from kmix.train.sampling import EpochBatchSampler
 
 from data_sources import write_cifar_tree
@@ -76,11 +76,11 @@ def test_both_samplers_cover_every_image_once_with_the_partial_batch_last():
 def _spy(monkeypatch):
     """Record, per trained step, (epoch, dataset indices, targets) and, per mixer call, (unmixed x, y, mixed x)."""
     steps, mixes = [], []
-    steps_of, mix_of = _Run._steps, _Run._mix
+    steps_of, mix_of = Trainer.steps, Trainer.mix
 
     def spy_steps(self):
         for item in steps_of(self):
-            steps.append((self.progress.epoch, item[4].tolist(), item[1]))
+            steps.append((self.state.progress.epoch, item[4].tolist(), item[1]))
             yield item
 
     def spy_mix(self, x, y, step):
@@ -88,8 +88,8 @@ def _spy(monkeypatch):
         mixes.append((x, y, mixed, target))
         return mixed, target
 
-    monkeypatch.setattr(_Run, "_steps", spy_steps)
-    monkeypatch.setattr(_Run, "_mix", spy_mix)
+    monkeypatch.setattr(Trainer, "steps", spy_steps)
+    monkeypatch.setattr(Trainer, "mix", spy_mix)
     return steps, mixes
 
 
@@ -137,7 +137,7 @@ def test_resume_mid_epoch_with_the_kept_batch_is_exact(cifar50, tmp_path, loader
 
 def test_keep_last_batch_is_refused_under_several_processes_and_for_a_one_image_batch(cifar50, tmp_path):
     with pytest.raises(ValueError, match=r"^keep_last_batch needs a single process \(2 here\)[^\n]*$"):
-        _Run(_cfg(cifar50, tmp_path / "ddp", keep_last_batch=True), torch.device("cpu"), DistInfo(world=2))
+        Trainer(_cfg(cifar50, tmp_path / "ddp", keep_last_batch=True), torch.device("cpu"), DistInfo(world=2))
     with pytest.raises(ValueError, match="keep_last_batch: the last batch of each epoch would hold 1 image"):
         fit(_cfg(cifar50, tmp_path / "one", keep_last_batch=True, batch_size=7))  # 50 = 7 * 7 + 1
     assert not (tmp_path / "one" / "last.pt").exists()

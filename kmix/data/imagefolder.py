@@ -47,6 +47,17 @@ def find_unreadable_images(dataset: "KmixImageFolder", quiet: bool = True) -> li
     return bad
 
 
+def check_all_images(path: str | os.PathLike, splits: Sequence[str], quiet: bool = True) -> None:
+    """Decode every image of the ImageFolder dataset at `path` in `splits` ('train', 'test'; the held-out split
+    is found as for training), raising one line naming the unreadable files: `kmix train --check-images`."""
+    for split in splits:
+        dataset = KmixImageFolder(resolve_split_dir(path, train=split == "train"))
+        bad = find_unreadable_images(dataset, quiet=quiet)
+        if bad:
+            raise ValueError(f"{len(bad)} unreadable image(s) in the {split} split of {path}: "
+                             + ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""))
+
+
 def check_readable_once(dataset: "KmixImageFolder", what: str, quiet: bool = True) -> None:
     """Decode every image of `dataset` before a run needs them, raising naming the unreadable files. A
     passed check is remembered in the data cache under the files' fingerprint, so it reruns only when

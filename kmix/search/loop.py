@@ -28,7 +28,7 @@ from kmix.io import atomic_write, write_json_atomic, write_text_atomic
 from kmix.models.darts_genotype import save_genotype
 from kmix.models.darts_ops import PRIMITIVES
 from kmix.options import data_option, data_root_option, device_option, option, quiet_option
-from kmix.runs import (RunStopped, Stream, check_resume, generator_for, load_state, lock_run_folder, rng_state, save_state, seed_everything,
+from kmix.runs import (RunStopped, Stream, check_resume, refuse_unasked_resume, generator_for, load_state, lock_run_folder, rng_state, save_state, seed_everything,
                        set_rng_state)
 from kmix.search.genotype import derive_genotype
 from kmix.search.supernet import SearchNetwork, normalised_edge_weights
@@ -256,9 +256,7 @@ def run_search(cfg: SearchConfig, *, stop_after_epochs: int | None = None) -> di
 def _search(cfg: SearchConfig, stop_after_epochs: int | None) -> dict[str, Any]:
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT_NAME
-    if not cfg.resume and ckpt_path.exists():
-        raise ValueError(f"out={str(out)!r} already holds a search checkpoint; pass --resume to continue it "
-                         "or choose another --out")
+    refuse_unasked_resume(ckpt_path, "a search checkpoint", cfg.resume)
     saved = load_state(ckpt_path, SEARCH_KIND, label="search checkpoint") if cfg.resume else None
     if saved is not None:
         check_resume(saved["config"], _config_dict(cfg), RUN_DEFINING, source=ckpt_path, what="search",

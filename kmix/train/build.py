@@ -1,6 +1,8 @@
 """Turn a TrainConfig into the run's parts: device, datasets, model, mixer, optimizer, schedule, AMP."""
 from __future__ import annotations
 
+import sys
+
 import contextlib
 from typing import Any
 
@@ -94,3 +96,11 @@ def compute_loss(output, target: torch.Tensor, criterion: nn.Module, aux_weight:
             loss = loss + aux_weight * criterion(aux, target)
         return loss
     return criterion(output, target)
+
+
+def warn_if_partners_repeat(mixer, pool: int, is_main: bool) -> None:
+    """Warn (rank 0) when a sample's K partners must repeat: one mixing call draws from `pool` images
+    (batch per process x prepare_steps)."""
+    if mixer is not None and mixer.k > pool and is_main:
+        print(f"kmix train: warning: k={mixer.k} images per sample from a pool of {pool} (batch per process "
+              f"x prepare_steps): partners repeat within a sample; use k <= {pool} or a larger batch", file=sys.stderr)

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
 from kmix.models import Normalized, build_model
-from kmix.runs import load_state, save_state
+from kmix.runs import load_state, rng_state, save_state
+from kmix.train import distributed as D
 
 
 TRAIN_KIND = "kmix-train"  # the kind tag of last.pt / best.pt (and every model checkpoint kmix reads)
@@ -55,3 +57,32 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     model = model_from_meta(meta)
     model.net.load_state_dict(state["model"])
     return model.to(map_location).eval(), meta
+
+
+class RunCheckpoints:
+    """A training run's last.pt (everything a resume needs) and best.pt (the best evaluated weights):
+    rank 0 writes, every rank takes part (the RNG states are gathered from all)."""
+
+    def __init__(self, out: Path, meta: dict[str, Any], config: dict[str, Any], dist_info):
+        self.last, self.best = out / "last.pt", out / "best.pt"
+        self.meta, self.config, self.dist = meta, config, dist_info
+
+    def save_last(self, train_state: dict[str, Any], extra: dict[str, Any], model: nn.Module, where: str) -> None:
+        """last.pt = `train_state` (TrainState.state_dict) + meta, config, every rank's RNGs and `extra`;
+        refused, keeping the last good one, when a weight of `model` is not finite (`where`: epoch and step)."""
+        bad = [n for n, w in model.named_parameters() if not torch.isfinite(w).all()]
+        if bad:  # every rank holds the same weights, so every rank stops here
+            raise FloatingPointError(f"parameters {bad[:3]} became non-finite at {where}; kept the last good "
+                                     f"checkpoint {self.last}")
+        rngs = D.gather_objects(rng_state(), self.dist)  # collective: every rank calls it
+        if self.dist.is_main:
+            save_checkpoint(self.last, {**train_state, "model_meta": self.meta, "config": self.config, "rng": rngs,
+                                        **extra})
+        D.barrier(self.dist)
+
+    def save_best(self, model: nn.Module, record: dict[str, Any], eval_split: str, prefix: str) -> None:
+        """best.pt: `model`'s weights with the epoch record that made them the best."""
+        if self.dist.is_main:
+            save_checkpoint(self.best, {"model": model.state_dict(), "model_meta": self.meta, "config": self.config,
+                                        "epoch": record["epoch"], "eval_split": eval_split,
+                                        **{f"{prefix}{k}": record[f"{prefix}{k}"] for k in ("top1_err", "top5_err")}})

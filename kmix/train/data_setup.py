@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from kmix.data.device_loader import DeviceLoader
 from kmix.data.info import DatasetInfo
+from kmix.data.order import check_keep_last
 from kmix.data.provenance import data_provenance
 from kmix.runs import Stream, generator_for
 from kmix.data.registry import DATASET_NAMES, build_dataset
@@ -38,8 +39,15 @@ class TrainData:
     loader: str  # 'device' or 'workers'
     train_indices: list[int] | None  # into the full training set; None = all of it
     val_indices: list[int] | None
+    full_targets: list[int]  # the labels of the full training set (what train_indices index)
+    provenance: dict[str, Any]  # what the training data is (kmix.data.provenance), recorded in checkpoints
     train_loader: DeviceLoader | None = None
     eval_loader: DeviceLoader | None = None
+
+    @property
+    def full_train_size(self) -> int:
+        """Images in the full training set (a subset's or hold-out's indices point into it)."""
+        return len(self.full_targets)
 
     @property
     def eval_images(self) -> int:
@@ -138,10 +146,20 @@ def resolve_prepare_steps(config: TrainConfig, data: TrainData, device: torch.de
 
 def build_train_data(config: TrainConfig, device: torch.device, *, rank: int = 0, world: int = 1,
                      quiet: bool = True, loader: str | None = None) -> TrainData:
-    """Build the training and evaluation sets and, for the device pipeline, their loaders.
+    """Build the training and evaluation sets and, for the device pipeline, their loaders: the training loop's
+    one entry into kmix.data. Every check of the data (hold-out rules, --check-images, subset files,
+    keep_last_batch under several processes) fails here, before any training.
 
     `loader` forces the pipeline (a resumed run keeps the one it started with)."""
+    check_keep_last(config.keep_last_batch, world)
     check_eval_split(config)
+    if config.check_images:
+        if not is_imagefolder(config.data):
+            raise ValueError(f"check_images applies to ImageFolder data, not {config.data!r}")
+        from kmix.data.imagefolder import check_all_images
+
+        check_all_images(config.data, ("train",) if config.val_fraction > 0 or config.eval_on_train
+                         else ("train", "test"), quiet=quiet)
     loader = loader or choose_loader(config, device)
     common = dict(root=config.data_root, download=config.download, image_size=config.image_size,
                   cached=loader == "device", quiet=quiet)
@@ -151,9 +169,10 @@ def build_train_data(config: TrainConfig, device: torch.device, *, rank: int = 0
     full_n = len(train_set)  # type: ignore[arg-type]
     targets = list(train_set.targets)  # type: ignore[attr-defined]
     train_indices = None
+    provenance = data_provenance(config.data, info, full_n, config.data_root)
     if config.subset is not None:  # checked against the data it was made from (size, classes, files' fingerprint)
-        fingerprint = data_provenance(config.data, info, full_n, config.data_root)["fingerprint"]
-        train_indices = load_indices(config.subset, full_n, classes=info.class_names, fingerprint=fingerprint)
+        train_indices = load_indices(config.subset, full_n, classes=info.class_names,
+                                     fingerprint=provenance["fingerprint"])
     val_indices = None
     if config.eval_on_train or config.val_fraction > 0:
         plain, _ = build_dataset(config.data, train=True, augment=False, **common)
@@ -184,7 +203,7 @@ def build_train_data(config: TrainConfig, device: torch.device, *, rank: int = 0
         if not train_indices:
             raise ValueError(f"the training subset is empty ({config.subset if isinstance(config.subset, str) else 'subset'})")
         train_set = subset_dataset(train_set, train_indices)
-    data = TrainData(info, train_set, eval_set, eval_split, loader, train_indices, val_indices)
+    data = TrainData(info, train_set, eval_set, eval_split, loader, train_indices, val_indices, targets, provenance)
     if loader == "device":
         base = train_set.dataset if train_indices is not None else train_set  # type: ignore[attr-defined]
         data.train_loader = DeviceLoader(

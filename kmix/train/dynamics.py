@@ -137,3 +137,11 @@ def read_dynamics(path: str | os.PathLike) -> dict[str, Any]:
     """A dynamics.pt written by `DynamicsRecorder.save` (an untagged one of older kmix too), checksum and kind
     checked by kmix.runs.load_state; the error names the file."""
     return load_state(path, KIND, label="dynamics file", untagged_keys=FILE_KEYS)
+
+
+def run_meta(config, train_indices, steps: int) -> dict[str, Any]:
+    """What dynamics.pt says about the run that recorded it (which logits, mixer, data, model, seed, subset)."""
+    source = ("training forward pass (train mode, before the update)" if config.mix == "none" else
+              "extra forward pass in eval mode on the unmixed augmented batch, before the update")
+    return {"source": source, "mix": config.mix, "data": config.data, "model": config.model, "seed": config.seed,
+            "train_indices": None if train_indices is None else [int(i) for i in train_indices], "steps": steps}

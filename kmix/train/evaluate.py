@@ -47,3 +47,13 @@ def evaluate_batches(model: nn.Module, batches: Iterable, *, device: torch.devic
         raise ValueError("the evaluation set is empty: nothing to evaluate")
     return {"top1_err": 100.0 * (1 - correct1 / total), "top5_err": 100.0 * (1 - correct5 / total),
             "loss": loss_sum / total, "n": int(total)}
+
+
+def evaluate_data(model: nn.Module, data, config, device: torch.device, dist_info: DistInfo) -> dict[str, float]:
+    """A training run's evaluation of `model` on data.eval_set (kmix.train.data_setup.TrainData): by the device
+    pipeline when it holds the set, else by a DataLoader; batches of max(256, batch_size)."""
+    common = dict(device=device, amp=config.amp, channels_last=config.channels_last, dist_info=dist_info)
+    batch = max(256, config.batch_size)
+    if data.eval_loader is not None:
+        return evaluate_batches(model, data.eval_loader.in_order(batch), **common)
+    return evaluate(model, data.eval_set, batch_size=batch, workers=config.workers, **common)
