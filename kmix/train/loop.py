@@ -43,7 +43,7 @@ from kmix.train.dynamics import DynamicsRecorder, run_meta
 from kmix.train.evaluate import evaluate_data
 from kmix.train.run_log import RunLog, run_summary
 from kmix.train.sampling import batches_per_epoch
-from kmix.train.state import Progress, TrainState  # noqa: F401 (Progress re-exported)
+from kmix.train.state import Progress, TrainState
 
 SYNC_EVERY = 25  # steps between host syncs (loss read-back, NaN check, progress line)
 
@@ -154,6 +154,18 @@ def clean_logits(model: torch.nn.Module, x: torch.Tensor, amp: str) -> torch.Ten
     finally:
         model.train()
     return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def check_finite_losses(losses: list[float], progress: Progress, steps_per_epoch: int, last_path: Path) -> None:
+    """Stop on the first non-finite loss of the last len(losses) steps, naming its step and what was kept."""
+    bad = next((j for j, value in enumerate(losses) if not math.isfinite(value)), None)
+    if bad is not None:
+        kept = (f"kept the last good checkpoint {last_path}" if last_path.exists() else
+                "no checkpoint had been written yet")
+        raise FloatingPointError(
+            f"loss is {losses[bad]} at epoch {progress.epoch + 1}, step {progress.step_in_epoch - len(losses) + bad + 1}/"
+            f"{steps_per_epoch} (global step {progress.global_step - len(losses) + bad + 1}); stopped, {kept}. "
+            "Try a lower --lr.")
 
 
 def load_resume_state(config: TrainConfig, last_path: Path, log: RunLog) -> dict[str, Any] | None:
@@ -353,14 +365,7 @@ class Trainer:
             losses /= self.dist.world
         values, self.pending = losses.tolist(), []
         p = self.state.progress
-        bad = next((j for j, value in enumerate(values) if not math.isfinite(value)), None)
-        if bad is not None:
-            kept = (f"kept the last good checkpoint {self.last_path}" if self.last_path.exists() else
-                    "no checkpoint had been written yet")
-            raise FloatingPointError(
-                f"loss is {values[bad]} at epoch {p.epoch + 1}, step {p.step_in_epoch - len(values) + bad + 1}/"
-                f"{self.steps_per_epoch} (global step {p.global_step - len(values) + bad + 1}); stopped, {kept}. "
-                "Try a lower --lr.")
+        check_finite_losses(values, p, self.steps_per_epoch, self.last_path)
         p.account(values, self.config.batch_size, len(self.data.train_set))
         now = time.perf_counter()
         p.train_s += now - self.t_mark  # data + steps since the last sync (not checkpoint writing)
