@@ -159,6 +159,13 @@ class KmixImageFolder(ImageFolder):
         return classes, class_index(classes)
 
 
+def train_split_bytes(path: str | os.PathLike, image_size: int | None = None) -> int:
+    """Bytes of the training split held as uint8 images of `image_size` (default DEFAULT_IMAGE_SIZE) px squared:
+    what the device pipeline would keep in memory."""
+    size = image_size or DEFAULT_IMAGE_SIZE
+    return len(KmixImageFolder(resolve_split_dir(path, train=True)).samples) * size * size * 3
+
+
 def has_holdout(path: str | os.PathLike) -> bool:
     """Whether an ImageFolder path has a held-out split (train/ beside val/, validation/ or test/)."""
     root = Path(path).expanduser()

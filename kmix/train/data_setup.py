@@ -102,14 +102,6 @@ def free_memory(device: torch.device) -> int:
         return 0
 
 
-def _imagefolder_bytes(config: TrainConfig) -> int:
-    from kmix.data.imagefolder import DEFAULT_IMAGE_SIZE, KmixImageFolder, resolve_split_dir
-
-    size = config.image_size or DEFAULT_IMAGE_SIZE
-    n = len(KmixImageFolder(resolve_split_dir(config.data, train=True)).samples)
-    return n * size * size * 3
-
-
 def choose_loader(config: TrainConfig, device: torch.device) -> str:
     """'device' or 'workers' for config.loader ('auto' = device when the uint8 set fits in half the free memory)."""
     if config.loader == "workers":
@@ -121,7 +113,12 @@ def choose_loader(config: TrainConfig, device: torch.device) -> str:
         return "workers"
     if config.loader == "device":
         return "device"
-    need = _imagefolder_bytes(config) if is_imagefolder(config.data) else 50_000 * 32 * 32 * 3
+    if is_imagefolder(config.data):
+        from kmix.data.imagefolder import train_split_bytes
+
+        need = train_split_bytes(config.data, config.image_size)
+    else:
+        need = 50_000 * 32 * 32 * 3
     return "device" if need <= MEMORY_SHARE * free_memory(device) else "workers"
 
 
@@ -193,7 +190,7 @@ def build_train_data(config: TrainConfig, device: torch.device, *, rank: int = 0
             eval_split = "train"
     else:
         eval_set, _ = build_dataset(config.data, train=False, augment=False, **common)
-        eval_split = _eval_split_name(config)
+        eval_split = eval_split_name(config.data)
         _check_same_classes(info, eval_set, config)
         if hasattr(eval_set, "samples") and not config.check_images:  # read lazily: check it before epoch 1
             from kmix.data.imagefolder import check_readable_once
@@ -222,11 +219,12 @@ def _eval_loader(eval_set: Dataset, device, rank, world, channels_last) -> Devic
                         world=world, channels_last=channels_last)
 
 
-def _eval_split_name(config: TrainConfig) -> str:
-    if is_imagefolder(config.data):
+def eval_split_name(data: str) -> str:
+    """'test' for the built-in sets and an ImageFolder's test/ folder; 'val' for its val/ or validation/."""
+    if is_imagefolder(data):
         from kmix.data.imagefolder import resolve_split_dir
 
-        return "test" if resolve_split_dir(config.data, train=False).name == "test" else "val"
+        return "test" if resolve_split_dir(data, train=False).name == "test" else "val"
     return "test"
 
 
