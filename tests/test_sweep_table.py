@@ -154,3 +154,21 @@ def test_version_1_cutmix_records_stay_dcutmix_k2_and_are_never_pooled_with_the_
     assert rows == {("cutmix", 1, "0"), ("dcutmix", 2, "0;1")}  # the old record pooled with DCutMix K=2 only
     text = to_markdown(table)
     assert "| dcutmix K=2 (box inside) | 2 |" in text and "| cutmix | 2 |" in text
+
+
+def _fingerprint(run: Path, value: str) -> None:
+    summary = json.loads((run / "summary.json").read_text())
+    write_json_atomic(run / "summary.json", {**summary, "data_fingerprint": value})
+
+
+def test_a_run_recorded_before_fingerprints_pools_only_with_the_one_matching_fingerprinted_group(tmp_path):
+    """An older summary without data_fingerprint joins the group equal in every other key when exactly one
+    such group has a fingerprint; runs on different data (two fingerprints) never pool, with it or each other."""
+    root = tmp_path / "r"
+    make_run(root, "old", 0, [50.0, 30.0], [9.0, 5.0], mix="none")  # no fingerprint
+    _fingerprint(make_run(root, "new", 1, [52.0, 28.0], [8.0, 3.0], mix="none"), "aaa")
+    table = write_table([root], tmp_path / "t")
+    assert len(table.rows) == 1 and table.rows[0]["n"] == 2 and table.rows[0]["top1_err_mean"] == 29.0
+    _fingerprint(make_run(root, "other", 2, [60.0, 40.0], [9.0, 5.0], mix="none"), "bbb")  # other data
+    table = write_table([root], tmp_path / "t2")
+    assert sorted(r["n"] for r in table.rows) == [1, 1, 1]  # ambiguous: nothing pools

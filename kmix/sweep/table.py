@@ -79,6 +79,7 @@ def build_table(runs: list[RunFolder]) -> Table:
     for run in finished:
         key = group_key(run)
         by_key.setdefault(_canon(key), Group(key)).runs.append(run)
+    by_key = _pool_unfingerprinted(by_key)
     fields_all = sorted({f for g in by_key.values() for f in g.key})
     varying = [f for f in fields_all if len({_canon(g.key.get(f)) for g in by_key.values()}) > 1]
     # the split is shown when it varies or is not the test set (val / train errors must say so in every row)
@@ -89,6 +90,26 @@ def build_table(runs: list[RunFolder]) -> Table:
     groups = sorted(by_key.values(), key=lambda g: _sort_key(g.key, shown))
     rows = [_aggregate(g, shown) for g in groups]
     return Table(rows, groups, shown, shared, left_out)
+
+
+def _pool_unfingerprinted(by_key: dict[str, Group]) -> dict[str, Group]:
+    """Runs recorded before summaries carried `data_fingerprint` (older kmix) join the one group that matches
+    them in every other key (the data_root and subset spelling, train and eval images included): as strict as
+    the table was before fingerprints. With no such group, or two with different fingerprints, they stay apart."""
+    def without(key: dict[str, Any]) -> str:
+        return _canon({k: v for k, v in key.items() if k != "data_fingerprint"})
+
+    known: dict[str, list[str]] = {}
+    for canon, group in by_key.items():
+        if "data_fingerprint" in group.key:
+            known.setdefault(without(group.key), []).append(canon)
+    merged = dict(by_key)
+    for canon, group in by_key.items():
+        targets = known.get(without(group.key), [])
+        if "data_fingerprint" not in group.key and len(targets) == 1:
+            merged[targets[0]].runs.extend(group.runs)
+            del merged[canon]
+    return merged
 
 
 def _aggregate(group: Group, shown: list[str]) -> dict[str, Any]:
