@@ -10,16 +10,7 @@ from torch._dynamo.utils import counters
 
 from cuda_support import CUDA_ONLY, DEVICE
 from kmix import DCutMix, DMixup, SaliencyDCutMix
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _batch(n, h, w, dtype=torch.float32, channels_last=False, seed=0):
-    x = torch.rand(n, 3, h, w, generator=_gen(seed))
-    x = (x * 255).round().to(torch.uint8) if dtype == torch.uint8 else x.to(dtype)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+from mix_inputs import batch as _batch, gen as _gen
 
 
 def _graphs() -> int:

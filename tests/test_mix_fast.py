@@ -11,18 +11,9 @@ import torch.nn.functional as F
 from kmix import CutMix, DCutMix, DMixup, Mixup, SaliencyDCutMix
 from kmix.mix import apply_cutmix, mix_labels, soft_targets
 from kmix.mix.opcount import ops_per_call
+from mix_inputs import batch as _batch, gen as _gen
 
 CUT = [DCutMix, SaliencyDCutMix]
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _batch(n, h, w, dtype=torch.float32, channels_last=False, seed=0):
-    x = torch.rand(n, 3, h, w, generator=_gen(seed))
-    x = (x * 255).round().to(torch.uint8) if dtype == torch.uint8 else x.to(dtype)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def _paste_reference(x, index, boxes):
